@@ -1,0 +1,614 @@
+"""Load and validate an inventory file, before any host is touched.
+
+Every problem is reported at once, each as `file:line: key.path: what was expected`, because an
+operator fixing a 200-line inventory one error per run is the failure mode this prevents.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provision.errors import InventoryError
+
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SIZE_PATTERN = re.compile(r"^\d+(b|kb|mb|gb|k|m|g)?$", re.I)
+THP_MODES = ("never", "madvise", "always")
+MAXMEMORY_POLICIES = ("noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
+                      "volatile-lfu", "volatile-random", "volatile-ttl")
+DEFAULT_SYSCTL = (("net.core.somaxconn", 1024), ("vm.overcommit_memory", 1),
+                  ("net.ipv4.tcp_max_syn_backlog", 1024))
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A password and where it came from; the value never appears in a repr or a log line."""
+    origin: str
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"<secret from {self.origin}>"
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    data_address: str
+    user: str = "root"
+    port: int = 22
+    key: str | None = None
+    sudo: bool = False
+
+
+@dataclass(frozen=True)
+class Source:
+    sha256: str
+    url: str | None = None
+    tarball: str | None = None
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    version: str
+    source: Source
+    install_dir: str = "/app/redis"
+    port: int = 6379
+    sentinel_port: int = 26379
+    maxmemory: str = "0"
+    maxmemory_policy: str = "noeviction"
+    appendonly: bool = True
+    save: str = "3600 1 300 100 60 10000"
+    extra_settings: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    master: str
+    replicas: tuple[str, ...]
+    quorum: int
+    port: int
+    down_after_milliseconds: int = 5000
+    failover_timeout: int = 60000
+    parallel_syncs: int = 1
+    min_replicas_to_write: int = 0
+    min_replicas_max_lag: int = 10
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return (self.master, *self.replicas)
+
+
+@dataclass(frozen=True)
+class AclUser:
+    name: str
+    password: Secret
+    rules: str
+
+
+@dataclass(frozen=True)
+class Acl:
+    admin: AclUser
+    replication: AclUser
+    sentinel: AclUser
+    users: tuple[AclUser, ...] = ()
+
+    @property
+    def all_users(self) -> tuple[AclUser, ...]:
+        return (self.admin, self.replication, self.sentinel, *self.users)
+
+
+@dataclass(frozen=True)
+class System:
+    sysctl: tuple[tuple[str, int], ...] = DEFAULT_SYSCTL
+    transparent_hugepage: str = "never"
+
+
+@dataclass(frozen=True)
+class Controller:
+    network_namespace: str | None = None
+    parallel: int = 10
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    hosts: tuple[Host, ...]
+    redis: RedisSettings
+    groups: tuple[Group, ...]
+    sentinels: tuple[str, ...]
+    acl: Acl
+    system: System
+    controller: Controller
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+
+# --- YAML with line numbers ---------------------------------------------------------------
+
+class _Problems:
+    """Collects problems with the file name and the YAML line of each key path."""
+
+    def __init__(self, path: str, lines: dict[tuple, int]):
+        self.path, self.lines, self.items = path, lines, []
+
+    def add(self, key_path: tuple, message: str) -> None:
+        line = self.lines.get(key_path)
+        probe = key_path
+        while line is None and probe:
+            probe = probe[:-1]
+            line = self.lines.get(probe)
+        where = f"{self.path}:{line}" if line else self.path
+        dotted = ".".join(str(part) for part in key_path) or "(top level)"
+        self.items.append(f"{where}: {dotted}: {message}")
+
+
+def _to_data(node: yaml.Node, key_path: tuple, lines: dict, duplicates: list) -> Any:
+    lines.setdefault(key_path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) \
+                else yaml.SafeLoader.construct_scalar(yaml.SafeLoader(""), key_node)
+            if key in result:
+                duplicates.append((key_path + (key,), key_node.start_mark.line + 1))
+            lines[key_path + (key,)] = key_node.start_mark.line + 1
+            result[key] = _to_data(value_node, key_path + (key,), lines, duplicates)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_data(item, key_path + (index,), lines, duplicates)
+                for index, item in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _parse_yaml(path: str, text: str) -> tuple[Any, dict, list]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise InventoryError([f"{where}: not valid YAML: {getattr(error, 'problem', error)}"]) from None
+    if node is None:
+        raise InventoryError([f"{path}: the file is empty; expected a mapping with hosts, redis, groups, "
+                              "sentinels and acl"])
+    lines: dict = {}
+    duplicates: list = []
+    data = _to_data(node, (), lines, duplicates)
+    return data, lines, duplicates
+
+
+# --- typed readers ------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+class _Section:
+    """A mapping being read: typed getters that record a problem instead of raising, and a
+    check that nothing unknown was left over."""
+
+    def __init__(self, problems: _Problems, key_path: tuple, data: Any, what: str):
+        self.problems, self.key_path, self.known = problems, key_path, set()
+        if not isinstance(data, dict):
+            problems.add(key_path, f"expected a mapping ({what}), got {_type_name(data)}")
+            data = {}
+        self.data = data
+
+    def get(self, key: str, kind: type | tuple, default: Any = _MISSING, what: str = "") -> Any:
+        self.known.add(key)
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING or value is None:
+            if default is _MISSING:
+                self.problems.add(self.key_path + (key,), f"is required{': ' + what if what else ''}")
+                return None
+            return default
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if bool not in kinds and isinstance(value, bool) or not isinstance(value, kinds):
+            expected = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+            self.problems.add(self.key_path + (key,),
+                              f"expected {expected}{' (' + what + ')' if what else ''}, got {_type_name(value)} {value!r}")
+            return None if default is _MISSING else default
+        return value
+
+    def positive_int(self, key: str, default: Any = _MISSING, minimum: int = 1, maximum: int | None = None) -> Any:
+        value = self.get(key, int, default)
+        if isinstance(value, int) and (value < minimum or (maximum is not None and value > maximum)):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            self.problems.add(self.key_path + (key,), f"expected an integer of at least {minimum}{upper}, got {value}")
+            return None
+        return value
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.known:
+                close = [k for k in sorted(self.known) if _similar(str(key), k)]
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                allowed = ", ".join(sorted(self.known))
+                self.problems.add(self.key_path + (key,), f"unknown key{hint}; allowed here: {allowed}")
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
+               dict: "a mapping", float: "a number"}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {bool: "a boolean", int: "an integer", str: "a string", list: "a list", dict: "a mapping",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _similar(a: str, b: str) -> bool:
+    a, b = a.lower().replace("-", "_"), b.lower()
+    return a == b or (len(a) > 3 and (a in b or b in a))
+
+
+# --- sections -----------------------------------------------------------------------------
+
+def _read_hosts(problems: _Problems, data: Any) -> tuple[Host, ...]:
+    hosts = []
+    if not isinstance(data, dict) or not data:
+        problems.add(("hosts",), "expected a mapping of host name to its SSH address, with at least one host")
+        return ()
+    seen_ssh: dict[tuple, str] = {}
+    seen_data: dict[str, str] = {}
+    for name, spec in data.items():
+        key_path = ("hosts", name)
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            problems.add(key_path, "host names are letters, digits, '-', '_' and '.'")
+            continue
+        section = _Section(problems, key_path, spec, "address, user, port, key, sudo, data_address")
+        address = section.get("address", str, what="the SSH address or name")
+        data_address = section.get("data_address", str, address)
+        user = section.get("user", str, "root")
+        port = section.positive_int("port", 22, maximum=65535)
+        key = section.get("key", str, None)
+        sudo = section.get("sudo", bool, False)
+        section.finish()
+        if address is None:
+            continue
+        if (address, port) in seen_ssh:
+            problems.add(key_path + ("address",),
+                         f"{address}:{port} is also the SSH address of host {seen_ssh[(address, port)]!r}")
+        seen_ssh[(address, port)] = name
+        if data_address in seen_data:
+            problems.add(key_path + ("data_address",),
+                         f"{data_address} is also the data address of host {seen_data[data_address]!r}")
+        seen_data[data_address] = name
+        if key is not None:
+            key = os.path.expanduser(key)
+        hosts.append(Host(name=name, address=address, data_address=data_address or address, user=user,
+                          port=port or 22, key=key, sudo=bool(sudo)))
+    return tuple(hosts)
+
+
+def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings | None:
+    section = _Section(problems, ("redis",), data, "version, source, install_dir, port…")
+    version = section.get("version", str, what='a release such as "7.0.15" (quote it)')
+    if version is not None and not VERSION_PATTERN.match(version):
+        problems.add(("redis", "version"), f"expected a release such as \"7.0.15\", got {version!r}")
+    source_section = _Section(problems, ("redis", "source"), section.get("source", dict, {}), "url or tarball, and sha256")
+    url = source_section.get("url", str, None)
+    tarball = source_section.get("tarball", str, None)
+    sha256 = source_section.get("sha256", str, what="64 hex digits of the source tarball's sha256")
+    source_section.finish()
+    if sha256 is not None and not SHA256_PATTERN.match(sha256):
+        problems.add(("redis", "source", "sha256"),
+                     f"expected 64 lowercase hex digits, got {sha256!r} ({len(sha256)} characters)")
+    if (url is None) == (tarball is None):
+        problems.add(("redis", "source"), "give exactly one of url (downloaded on the host) or tarball "
+                                          "(a local file uploaded from this machine)")
+    if url is not None and not re.match(r"^https?://", url):
+        problems.add(("redis", "source", "url"), f"expected an http(s) URL, got {url!r}")
+    if tarball is not None:
+        tarball_path = Path(os.path.expanduser(tarball))
+        if not tarball_path.is_absolute():
+            tarball_path = base_dir / tarball_path
+        if not tarball_path.is_file():
+            problems.add(("redis", "source", "tarball"), f"no such file: {tarball_path}")
+        tarball = str(tarball_path)
+    install_dir = section.get("install_dir", str, "/app/redis")
+    if install_dir is not None and (not install_dir.startswith("/") or install_dir.rstrip("/") in ("", "/usr", "/etc")):
+        problems.add(("redis", "install_dir"), f"expected an absolute directory of its own, got {install_dir!r}")
+    port = section.positive_int("port", 6379, maximum=65535)
+    sentinel_port = section.positive_int("sentinel_port", 26379, maximum=65535)
+    if port is not None and port == sentinel_port:
+        problems.add(("redis", "sentinel_port"), f"must differ from redis.port ({port})")
+    maxmemory = str(section.get("maxmemory", (str, int), "0"))
+    if not SIZE_PATTERN.match(maxmemory):
+        problems.add(("redis", "maxmemory"), f"expected a size such as 0, 256mb or 2gb, got {maxmemory!r}")
+    policy = section.get("maxmemory_policy", str, "noeviction")
+    if policy not in MAXMEMORY_POLICIES:
+        problems.add(("redis", "maxmemory_policy"), f"expected one of {', '.join(MAXMEMORY_POLICIES)}, got {policy!r}")
+    appendonly = section.get("appendonly", bool, True)
+    save = section.get("save", str, "3600 1 300 100 60 10000")
+    if save and not re.match(r"^(\d+ \d+)( \d+ \d+)*$", save.strip()):
+        problems.add(("redis", "save"), f'expected pairs of "seconds changes", or "" to disable, got {save!r}')
+    extra = section.get("settings", dict, {})
+    extra_settings = []
+    for key, value in extra.items():
+        if not isinstance(key, str) or not re.match(r"^[a-z][a-z0-9-]*$", key):
+            problems.add(("redis", "settings", key), "expected a redis.conf directive name (lowercase, dashes)")
+            continue
+        if key in _RESERVED_DIRECTIVES:
+            problems.add(("redis", "settings", key), f"{key} is managed by the tool; set it through its own key")
+            continue
+        if not isinstance(value, (str, int)) or isinstance(value, bool) and False:
+            problems.add(("redis", "settings", key), f"expected a string or number, got {_type_name(value)}")
+            continue
+        text = ("yes" if value else "no") if isinstance(value, bool) else str(value)
+        extra_settings.append((key, text))
+    section.finish()
+    if None in (version, sha256, port, sentinel_port):
+        return None
+    return RedisSettings(version=version, source=Source(sha256=sha256, url=url, tarball=tarball),
+                         install_dir=install_dir.rstrip("/"), port=port, sentinel_port=sentinel_port,
+                         maxmemory=maxmemory, maxmemory_policy=policy, appendonly=appendonly, save=save.strip(),
+                         extra_settings=tuple(sorted(extra_settings)))
+
+
+_RESERVED_DIRECTIVES = {
+    "bind", "port", "dir", "logfile", "pidfile", "daemonize", "replicaof", "slaveof", "masteruser",
+    "masterauth", "aclfile", "requirepass", "user", "include", "protected-mode", "maxmemory",
+    "maxmemory-policy", "appendonly", "save", "min-replicas-to-write", "min-replicas-max-lag",
+    "tcp-backlog", "disable-thp", "replica-announce-ip", "rename-command",
+}
+
+
+def _read_groups(problems: _Problems, data: Any, default_port: int | None) -> tuple[Group, ...]:
+    if not isinstance(data, dict) or not data:
+        problems.add(("groups",), "expected a mapping of replication group name (the Sentinel master name) "
+                                  "to its master, replicas and quorum")
+        return ()
+    groups = []
+    for name, spec in data.items():
+        key_path = ("groups", name)
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            problems.add(key_path, "group names are letters, digits, '-', '_' and '.'")
+            continue
+        section = _Section(problems, key_path, spec, "master, replicas, quorum…")
+        master = section.get("master", str, what="the host that starts as master")
+        replicas = section.get("replicas", list, [])
+        replica_names = []
+        for index, replica in enumerate(replicas):
+            if not isinstance(replica, str):
+                problems.add(key_path + ("replicas", index), f"expected a host name, got {_type_name(replica)}")
+            elif replica in replica_names:
+                problems.add(key_path + ("replicas", index), f"{replica!r} is listed twice")
+            elif replica == master:
+                problems.add(key_path + ("replicas", index), f"{replica!r} is this group's master; a host cannot "
+                                                             "be master and replica of the same group")
+            else:
+                replica_names.append(replica)
+        quorum = section.positive_int("quorum")
+        port = section.positive_int("port", default_port or 6379, maximum=65535)
+        down_after = section.positive_int("down_after_milliseconds", 5000, minimum=100)
+        failover_timeout = section.positive_int("failover_timeout", 60000, minimum=1000)
+        parallel_syncs = section.positive_int("parallel_syncs", 1)
+        min_to_write = section.positive_int("min_replicas_to_write", 0, minimum=0)
+        max_lag = section.positive_int("min_replicas_max_lag", 10)
+        section.finish()
+        if min_to_write is not None and min_to_write > len(replica_names):
+            problems.add(key_path + ("min_replicas_to_write",),
+                         f"{min_to_write} is more than the group's {len(replica_names)} replicas: the master "
+                         "would refuse every write")
+        if None in (master, quorum, port, down_after, failover_timeout, parallel_syncs, min_to_write, max_lag):
+            continue
+        groups.append(Group(name=name, master=master, replicas=tuple(replica_names), quorum=quorum, port=port,
+                            down_after_milliseconds=down_after, failover_timeout=failover_timeout,
+                            parallel_syncs=parallel_syncs, min_replicas_to_write=min_to_write,
+                            min_replicas_max_lag=max_lag))
+    return tuple(groups)
+
+
+def _read_secret(problems: _Problems, key_path: tuple, section: _Section, base_dir: Path,
+                 environment: dict[str, str]) -> Secret | None:
+    variable = section.get("password_env", str, None)
+    file_name = section.get("password_file", str, None)
+    if (variable is None) == (file_name is None):
+        problems.add(key_path, "give exactly one of password_env (an environment variable) or password_file; "
+                               "passwords are never written inline")
+        return None
+    if variable is not None:
+        value = environment.get(variable)
+        if not value:
+            problems.add(key_path + ("password_env",), f"environment variable {variable} is not set or empty")
+            return None
+        return Secret(origin=f"${variable}", value=value)
+    path = Path(os.path.expanduser(file_name))
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        value = path.read_text().strip()
+    except OSError as error:
+        problems.add(key_path + ("password_file",), f"cannot read {path}: {error.strerror}")
+        return None
+    if not value:
+        problems.add(key_path + ("password_file",), f"{path} is empty")
+        return None
+    return Secret(origin=str(path), value=value)
+
+
+def _check_password(problems: _Problems, key_path: tuple, secret: Secret | None) -> None:
+    if secret is not None and (len(secret.value) < 12 or re.search(r"\s", secret.value)):
+        problems.add(key_path, f"the password from {secret.origin} must be at least 12 characters with no spaces")
+
+
+def _read_acl(problems: _Problems, data: Any, base_dir: Path, environment: dict[str, str]) -> Acl | None:
+    section = _Section(problems, ("acl",), data, "admin, replication, sentinel, users")
+    built_in = {}
+    defaults = {"admin": "admin", "replication": "replicator", "sentinel": "sentinel"}
+    for role, default_name in defaults.items():
+        key_path = ("acl", role)
+        role_section = _Section(problems, key_path, section.get(role, dict, what="password_env or password_file"),
+                                "name, password_env or password_file")
+        name = role_section.get("name", str, default_name)
+        secret = _read_secret(problems, key_path, role_section, base_dir, environment)
+        _check_password(problems, key_path, secret)
+        role_section.finish()
+        built_in[role] = (name, secret)
+    users = []
+    for name, spec in section.get("users", dict, {}).items():
+        key_path = ("acl", "users", name)
+        user_section = _Section(problems, key_path, spec, "rules, password_env or password_file")
+        rules = user_section.get("rules", str, what='ACL rules such as "~app:* +@read +@write"')
+        secret = _read_secret(problems, key_path, user_section, base_dir, environment)
+        _check_password(problems, key_path, secret)
+        user_section.finish()
+        if rules is not None and re.search(r"(^|\s)[>#<!]", rules):
+            problems.add(key_path + ("rules",), "passwords do not go in rules; use password_env or password_file")
+        if rules is not None and re.search(r"(^|\s)(on|off|nopass|resetpass)(\s|$)", rules):
+            problems.add(key_path + ("rules",), "on/off/nopass/resetpass are set by the tool; give only key, "
+                                                "channel and command rules")
+        if secret is not None and rules is not None:
+            users.append(AclUser(name=str(name), password=secret, rules=rules.strip()))
+    section.finish()
+    names = [name for name, _ in built_in.values()] + [user.name for user in users]
+    for name in set(names):
+        if names.count(name) > 1:
+            problems.add(("acl",), f"user name {name!r} is used twice")
+    if "default" in names:
+        problems.add(("acl",), "the default user is disabled by the tool; do not define it")
+    if any(secret is None for _, secret in built_in.values()):
+        return None
+    admin_name, admin_secret = built_in["admin"]
+    replication_name, replication_secret = built_in["replication"]
+    sentinel_name, sentinel_secret = built_in["sentinel"]
+    return Acl(
+        admin=AclUser(admin_name, admin_secret, "~* &* +@all"),
+        replication=AclUser(replication_name, replication_secret, "+psync +replconf +ping"),
+        # The command list Redis's Sentinel documentation gives for a Sentinel user.
+        sentinel=AclUser(sentinel_name, sentinel_secret,
+                         "allchannels +multi +slaveof +ping +exec +subscribe +config|rewrite +role "
+                         "+publish +info +client|setname +client|kill +script|kill"),
+        users=tuple(users))
+
+
+def _read_system(problems: _Problems, data: Any) -> System:
+    section = _Section(problems, ("system",), data if data is not None else {}, "sysctl, transparent_hugepage")
+    sysctl = dict(DEFAULT_SYSCTL)
+    for key, value in section.get("sysctl", dict, {}).items():
+        if not isinstance(key, str) or not re.match(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$", key):
+            problems.add(("system", "sysctl", key), "expected a dotted sysctl key such as net.core.somaxconn")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            problems.add(("system", "sysctl", key), f"expected an integer, got {_type_name(value)} {value!r}")
+        else:
+            sysctl[key] = value
+    if sysctl.get("vm.overcommit_memory") not in (None, 0, 1, 2):
+        problems.add(("system", "sysctl", "vm.overcommit_memory"), "expected 0, 1 or 2 (Redis wants 1)")
+    thp = section.get("transparent_hugepage", str, "never")
+    if thp not in THP_MODES:
+        problems.add(("system", "transparent_hugepage"), f"expected one of {', '.join(THP_MODES)}, got {thp!r}")
+    section.finish()
+    return System(sysctl=tuple(sorted(sysctl.items())), transparent_hugepage=thp)
+
+
+def _read_controller(problems: _Problems, data: Any) -> Controller:
+    section = _Section(problems, ("controller",), data if data is not None else {},
+                       "network_namespace, parallel, connect_timeout")
+    namespace = section.get("network_namespace", str, None)
+    parallel = section.positive_int("parallel", 10, maximum=256)
+    timeout = section.get("connect_timeout", (int, float), 10.0)
+    section.finish()
+    return Controller(network_namespace=namespace, parallel=parallel or 10, connect_timeout=float(timeout))
+
+
+def _check_topology(problems: _Problems, hosts: tuple[Host, ...], groups: tuple[Group, ...],
+                    sentinels: list, redis: RedisSettings | None) -> tuple[str, ...]:
+    host_names = {host.name for host in hosts}
+    for group in groups:
+        if group.master not in host_names:
+            problems.add(("groups", group.name, "master"), f"unknown host {group.master!r}; hosts are "
+                                                           f"{', '.join(sorted(host_names))}")
+        for index, replica in enumerate(group.replicas):
+            if replica not in host_names:
+                problems.add(("groups", group.name, "replicas", index), f"unknown host {replica!r}")
+    used_ports: dict[tuple[str, int], str] = {}
+    for group in groups:
+        for member in group.members:
+            if (member, group.port) in used_ports:
+                problems.add(("groups", group.name, "port"),
+                             f"host {member!r} already serves group {used_ports[(member, group.port)]!r} on port "
+                             f"{group.port}; give one of the groups its own port")
+            used_ports[(member, group.port)] = group.name
+            if redis is not None and group.port == redis.sentinel_port:
+                problems.add(("groups", group.name, "port"), f"{group.port} is the Sentinel port")
+        for other in groups:
+            if other is not group and group.master in other.replicas and group.port == other.port:
+                problems.add(("groups", group.name, "master"),
+                             f"{group.master!r} is also a replica in group {other.name!r} on the same port")
+    sentinel_names: list[str] = []
+    if not isinstance(sentinels, list):
+        problems.add(("sentinels",), "expected a list of the hosts that run a Sentinel")
+        return ()
+    for index, name in enumerate(sentinels):
+        if not isinstance(name, str):
+            problems.add(("sentinels", index), f"expected a host name, got {_type_name(name)}")
+        elif name not in host_names:
+            problems.add(("sentinels", index), f"unknown host {name!r}")
+        elif name in sentinel_names:
+            problems.add(("sentinels", index), f"{name!r} is listed twice")
+        else:
+            sentinel_names.append(name)
+    count = len(sentinel_names)
+    if count < 3:
+        problems.add(("sentinels",), f"{count} sentinel(s); at least 3 on separate hosts are needed so that a "
+                                     "majority survives the loss of one")
+        return tuple(sentinel_names)
+    majority = count // 2 + 1
+    for group in groups:
+        if group.quorum > count:
+            problems.add(("groups", group.name, "quorum"),
+                         f"quorum {group.quorum} is larger than the {count} sentinels: the master could never be "
+                         "agreed down")
+            continue
+        surviving = count - sum(1 for name in sentinel_names if name == group.master)
+        if surviving < max(group.quorum, majority):
+            problems.add(("groups", group.name, "quorum"),
+                         f"when {group.master!r} fails, {surviving} sentinel(s) remain; a failover needs the quorum "
+                         f"({group.quorum}) and a majority of all sentinels ({majority}) to authorise it")
+    return tuple(sentinel_names)
+
+
+TOP_LEVEL_KEYS = ("controller", "hosts", "redis", "groups", "sentinels", "acl", "system")
+
+
+def load(path: str | os.PathLike, environment: dict[str, str] | None = None) -> Inventory:
+    """Read and validate an inventory; raise InventoryError listing every problem."""
+    path = str(path)
+    environment = dict(os.environ) if environment is None else environment
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise InventoryError([f"{path}: cannot read the inventory: {error.strerror}"]) from None
+    data, lines, duplicates = _parse_yaml(path, text)
+    problems = _Problems(path, lines)
+    for key_path, line in duplicates:
+        problems.items.append(f"{path}:{line}: {'.'.join(map(str, key_path))}: duplicate key (YAML would silently "
+                              "keep only the last one)")
+    top = _Section(problems, (), data, "the inventory")
+    base_dir = Path(path).resolve().parent
+    controller = _read_controller(problems, top.get("controller", dict, {}))
+    hosts = _read_hosts(problems, top.get("hosts", dict, {}))
+    redis = _read_redis(problems, top.get("redis", dict, what="version and source"), base_dir)
+    groups = _read_groups(problems, top.get("groups", dict, {}), redis.port if redis else None)
+    sentinels = _check_topology(problems, hosts, groups, top.get("sentinels", list, []), redis)
+    acl = _read_acl(problems, top.get("acl", dict, what="admin, replication and sentinel users"), base_dir,
+                    environment)
+    system = _read_system(problems, top.get("system", dict, {}))
+    top.finish()
+    if problems.items:
+        raise InventoryError(problems.items)
+    return Inventory(path=path, hosts=hosts, redis=redis, groups=groups, sentinels=sentinels, acl=acl,
+                     system=system, controller=controller)

@@ -1,0 +1,76 @@
+"""The inventory `invoke lab.up` writes for the hosts it made, usable by `invoke deploy` as is.
+
+Passwords are generated once per machine into files only root can read; the inventory names
+the files, never the passwords.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import yaml
+
+from provision.lab import golden
+from provision.lab.hosts import BRIDGE_NAMESPACE, LabHost
+from provision.lab.paths import LabPaths
+
+SECRET_NAMES = ("admin", "replication", "sentinel", "app")
+
+
+def ensure_secret_files(paths: LabPaths) -> dict[str, Path]:
+    secret_dir = paths.cache_dir / "lab-secrets"
+    secret_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    files = {}
+    for name in SECRET_NAMES:
+        path = secret_dir / f"{name}.password"
+        if not path.exists():
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as stream:
+                stream.write(secrets.token_urlsafe(24) + "\n")
+        files[name] = path
+    return files
+
+
+def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path) -> dict:
+    secret_files = ensure_secret_files(paths)
+    names = [host.name for host in hosts]
+    sentinels = names[:max(3, len(names))] if len(names) >= 3 else names
+    return {
+        "controller": {"network_namespace": BRIDGE_NAMESPACE, "parallel": 10},
+        "hosts": {host.name: {"address": host.address, "user": "root", "key": str(paths.ssh_key)}
+                  for host in hosts},
+        "redis": {
+            "version": golden.REDIS_SOURCE_VERSION,
+            "source": {"tarball": str(tarball), "sha256": golden.REDIS_SOURCE_SHA256},
+            "install_dir": "/app/redis",
+            "maxmemory": "128mb",
+            "maxmemory_policy": "noeviction",
+        },
+        "groups": {"mymaster": {"master": names[0], "replicas": names[1:], "quorum": 2,
+                                "down_after_milliseconds": 2000, "failover_timeout": 10000,
+                                "parallel_syncs": 1, "min_replicas_to_write": 0}},
+        "sentinels": sentinels,
+        "acl": {
+            "admin": {"name": "admin", "password_file": str(secret_files["admin"])},
+            "replication": {"name": "replicator", "password_file": str(secret_files["replication"])},
+            "sentinel": {"name": "sentinel", "password_file": str(secret_files["sentinel"])},
+            "users": {"app": {"password_file": str(secret_files["app"]),
+                              "rules": "~app:* &app:* +@read +@write +@connection -@dangerous"}},
+        },
+        "system": {"sysctl": {"net.core.somaxconn": 1024, "vm.overcommit_memory": 1,
+                              "net.ipv4.tcp_max_syn_backlog": 1024},
+                   "transparent_hugepage": "never"},
+    }
+
+
+def write_lab_inventory(paths: LabPaths, hosts: list[LabHost], target: Path) -> Path:
+    tarball = golden.fetch_redis_source(paths)
+    document = lab_inventory(paths, hosts, tarball)
+    header = ("# Written by `invoke lab.up` for the lab hosts it made. Regenerated on every lab.up.\n"
+              "# The controller joins network namespace rplab, where the lab's bridge lives.\n")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(header + yaml.safe_dump(document, sort_keys=False))
+    temporary.rename(target)
+    return target

@@ -1,0 +1,58 @@
+"""Shared fixtures. The `lab` fixture gives the session a running 3-host lab, built from scratch
+(any lab left over from an earlier run is taken down first, so deploys start on bare hosts)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from provision import inventory, netns, remote
+from provision.lab import golden, hosts as lab_hosts, inventory_file
+from provision.lab.paths import default_paths
+
+LAB_HOST_COUNT = 3
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked lab_teardown take the lab down: they run after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lab_teardown: runs last, takes the session's lab down")
+
+
+@pytest.fixture(scope="session")
+def lab_paths():
+    return default_paths()
+
+
+@pytest.fixture(scope="session")
+def lab(lab_paths, tmp_path_factory):
+    """Path of an inventory for a running 3-host lab. The test process joins the lab's network
+    namespace, exactly as `invoke deploy` does for a lab inventory."""
+    if os.geteuid() != 0:
+        pytest.fail("the lab tier needs root (namespaces, mounts)")
+    lab_hosts.down(lab_paths, log=lambda _: None)
+    golden.build_golden_tree(lab_paths)
+    made = lab_hosts.up(lab_paths, LAB_HOST_COUNT)
+    path = inventory_file.write_lab_inventory(lab_paths, made, tmp_path_factory.mktemp("lab") / "lab.yml")
+    netns.enter(lab_hosts.BRIDGE_NAMESPACE)
+    yield path
+    netns.leave()
+    lab_hosts.down(lab_paths, log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def lab_inventory(lab):
+    return inventory.load(lab)
+
+
+@pytest.fixture
+def connections(lab_inventory):
+    """One live SSH connection per lab host, closed after the test."""
+    opened = {host.name: remote.connect(host) for host in lab_inventory.hosts}
+    yield opened
+    for connection in opened.values():
+        connection.close()
