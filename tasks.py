@@ -1,6 +1,27 @@
-"""Invoke entry points. Parse flags, call the library, turn errors into Exit. Nothing else."""
-from invoke import Collection
+"""Invoke entry points: parse flags, call the library, turn errors into Exit. Nothing else."""
+from invoke import Collection, Exit, task
 
+from provision import cli
+from provision.errors import ProvisionError
 from provision.lab.tasks import lab
 
-namespace = Collection(lab)
+DEFAULT_INVENTORY = "inventory/lab.yml"
+
+
+@task(help={"inventory": "inventory file (default inventory/lab.yml)",
+            "check": "change nothing; report what would change",
+            "diff": "show unified diffs of the files that change (secrets masked)",
+            "limit": "only these hosts, comma-separated",
+            "verbose": "print every step as it starts",
+            "artifact-dir": "controller-side cache of built binaries"})
+def deploy(c, inventory=DEFAULT_INVENTORY, check=False, diff=False, limit=None, verbose=False, artifact_dir=None):
+    """Deploy Redis master/replicas/Sentinels as the inventory describes (idempotent)."""
+    try:
+        report = cli.deploy(inventory, check=check, diff=diff, limit=limit, verbose=verbose, artifact_dir=artifact_dir)
+    except ProvisionError as error:
+        raise Exit(f"error: {error}", 2)
+    if not report.ok:
+        raise Exit("deploy failed on some hosts (see above)", 1)
+
+
+namespace = Collection(lab, deploy)

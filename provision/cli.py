@@ -1,0 +1,31 @@
+"""What tasks.py calls: load + validate, plan, run, report. Errors become (message, exit code)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from provision import inventory, orchestrate, plan as planner
+from provision.errors import ProvisionError
+from provision.hostrun import RunOptions
+
+
+def parse_limit(limit: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (limit or "").split(",") if name.strip())
+
+
+def load_plan(inventory_path: str, limit: str | None = None) -> planner.Plan:
+    """Inventory → plan, before any host is touched; InventoryError lists every problem."""
+    loaded = inventory.load(inventory_path)
+    try:
+        return planner.build(loaded, parse_limit(limit))
+    except KeyError as error:
+        raise ProvisionError(str(error.args[0])) from None
+
+
+def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: str | None = None,
+           verbose: bool = False, artifact_dir: str | None = None, say=print) -> orchestrate.DeployReport:
+    plan = load_plan(inventory_path, limit)
+    options = RunOptions(check=check, diff=diff, verbose=verbose,
+                         **({"artifact_dir": Path(artifact_dir)} if artifact_dir else {}))
+    report = orchestrate.deploy(plan, options, say=say)
+    say(orchestrate.format_recap(report, plan, show_diff=diff))
+    return report

@@ -1,0 +1,289 @@
+"""Run a deploy across hosts in parallel waves.
+
+wave 1 (all hosts): facts, layout, build or ship binaries, tune the kernel
+wave 2: the CURRENT master of each group (configure, start, wait ready)
+wave 3: replicas (configure, start, wait for master_link_status:up)
+wave 4: sentinels (configure, start, wait until each sees every replica and peer)
+
+A host that fails is named with its step, command and stderr, and sits out the later waves;
+the other hosts finish theirs. A re-run converges.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from provision import facts as host_facts
+from provision import netns, remote, topology
+from provision.errors import HostError, ProvisionError
+from provision.hostrun import Change, HostRun, RunOptions
+from provision.plan import Plan
+from provision.render import password_hash
+from provision.steps import build, node, sentinel, system
+
+HEARTBEAT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    host: str
+    changes: tuple[Change, ...]
+    restarts: tuple[str, ...]
+    seconds: float
+    error: ProvisionError | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    outcomes: tuple[HostOutcome, ...]
+    seconds: float
+    check: bool
+    masters: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return not any(outcome.failed for outcome in self.outcomes)
+
+    @property
+    def changed(self) -> int:
+        return sum(len(outcome.changes) for outcome in self.outcomes)
+
+
+def secret_masker(plan: Plan) -> Callable[[str], str]:
+    """Replace every password (and its ACL hash) with a placeholder in anything printed."""
+    values = []
+    for user in plan.inventory.acl.all_users:
+        values += [user.password.value, password_hash(user.password.value)]
+
+    def mask(text: str) -> str:
+        for value in values:
+            text = text.replace(value, "********")
+        return text
+    return mask
+
+
+def enter_controller_namespace(plan: Plan) -> None:
+    namespace = plan.inventory.controller.network_namespace
+    if namespace and not netns.current_is(namespace):
+        netns.enter(namespace)
+
+
+class _Runner:
+    """The shared state of one deploy: host runs, errors, the pool."""
+
+    def __init__(self, plan: Plan, options: RunOptions, say: Callable[[str], None]):
+        self.plan, self.options = plan, options
+        mask = secret_masker(plan)
+        self.print_lock = threading.Lock()
+
+        def locked_say(message: str) -> None:
+            with self.print_lock:
+                say(mask(message))
+        self.say = locked_say
+        self.runs: dict[str, HostRun] = {}
+        self.errors: dict[str, ProvisionError] = {}
+        self.finished: dict[str, float] = {}
+        self.facts: dict[str, host_facts.HostFacts] = {}
+        self.pool = ThreadPoolExecutor(max_workers=max(1, plan.inventory.controller.parallel))
+        self.step_started: dict[str, float] = {}
+
+    def alive(self, names=None) -> list[HostRun]:
+        names = names if names is not None else list(self.runs)
+        return [self.runs[name] for name in names if name in self.runs and name not in self.errors]
+
+    def each(self, runs: list[HostRun], step: str, function) -> None:
+        """Run function(run) on every run in parallel; record failures per host."""
+        def guarded(run: HostRun) -> None:
+            run.begin(step)
+            self.step_started[run.name] = time.monotonic()
+            try:
+                function(run)
+            except ProvisionError as error:
+                self.fail(run.name, error)
+            except Exception as error:  # an unexpected bug still names the host and step
+                self.fail(run.name, HostError(run.name, run.step, "(internal)", f"{type(error).__name__}: {error}"))
+            finally:
+                self.step_started.pop(run.name, None)
+        list(self.pool.map(guarded, runs))
+
+    def fail(self, name: str, error: ProvisionError) -> None:
+        self.errors[name] = error
+        self.say(f"FAILED {error}")
+
+
+def _connect_all(runner: _Runner) -> None:
+    timeout = runner.plan.inventory.controller.connect_timeout
+
+    def open_one(host_plan):
+        started = time.monotonic()
+        try:
+            connection = remote.connect(host_plan.host, timeout=timeout)
+        except ProvisionError as error:
+            runner.fail(host_plan.host.name, error)
+            return
+        runner.runs[host_plan.host.name] = HostRun(connection, runner.plan, host_plan, runner.options, runner.say,
+                                                   started=started)
+    list(runner.pool.map(open_one, runner.plan.hosts))
+
+
+def _heartbeat(runner: _Runner, stop: threading.Event) -> None:
+    """A long step (a compile) says it is alive, so a quiet terminal is not a hung one."""
+    while not stop.wait(HEARTBEAT_SECONDS):
+        now = time.monotonic()
+        for name, since in list(runner.step_started.items()):
+            if now - since >= HEARTBEAT_SECONDS and name in runner.runs:
+                runner.say(f"{name}: {runner.runs[name].step} still running ({now - since:.0f}s)")
+
+
+def _install_binaries(runner: _Runner) -> None:
+    """Build once per platform (or reuse the artifact cache), then ship to the other hosts."""
+    runs = runner.alive()
+    needing = [run for run in runs if build.needs_install(run, runner.facts[run.name])]
+    by_platform: dict[str, list[HostRun]] = {}
+    for run in needing:
+        by_platform.setdefault(runner.facts[run.name].platform, []).append(run)
+
+    def one_platform(platform_runs: list[HostRun]) -> None:
+        first = platform_runs[0]
+        artifact = build.artifact_path(first, runner.facts[first.name])
+        rest = platform_runs
+        if not artifact.exists():
+            runner.each([first], "build", lambda run: build.compile_on_host(run, runner.facts[run.name]))
+            rest = platform_runs[1:]
+            if runner.options.check:
+                for run in rest:
+                    run.begin("build")
+                    run.record(f"install Redis binaries built on {first.name}")
+                return
+            if first.name in runner.errors or not artifact.exists():
+                for run in rest:
+                    runner.fail(run.name, HostError(run.name, "build", f"build on {first.name}",
+                                                    f"the build for platform {runner.facts[run.name].platform} failed "
+                                                    f"on {first.name}; nothing was installed here"))
+                return
+        runner.each(rest, "install", lambda run: build.ship_to_host(run, runner.facts[run.name]))
+
+    # Platforms build side by side, each in its own thread (the pool is for per-host work).
+    threads = [threading.Thread(target=one_platform, args=(group,)) for group in by_platform.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for run in runner.alive():
+        if not runner.options.check or not build.needs_install(run, runner.facts[run.name]):
+            run.begin("install")
+            build.activate(run, runner.facts[run.name])
+
+
+def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) -> DeployReport:
+    started = time.monotonic()
+    enter_controller_namespace(plan)
+    runner = _Runner(plan, options, say)
+    stop_heartbeat = threading.Event()
+    heartbeat = threading.Thread(target=_heartbeat, args=(runner, stop_heartbeat), daemon=True)
+    heartbeat.start()
+    masters: dict[str, str] = {}
+    try:
+        _connect_all(runner)
+        runner.each(runner.alive(), "facts",
+                    lambda run: runner.facts.__setitem__(run.name, host_facts.gather(run.remote, run.layout)))
+        runner.each(runner.alive(), "layout", system.layout)
+        _install_binaries(runner)
+        runner.each(runner.alive(), "tune", system.tune)
+
+        remotes = {name: run.remote for name, run in runner.runs.items() if name not in runner.errors}
+        try:
+            current = topology.discover(plan, remotes)
+        except topology.TopologyError as error:
+            for run in runner.alive():
+                runner.fail(run.name, HostError(run.name, "topology", "ask sentinels and ROLE", str(error)))
+            current = {}
+        masters = {name: found.host.name for name, found in current.items()}
+        initial_masters = {group.name: group.master for group in plan.inventory.groups}
+        for name, found in current.items():
+            if found.host.name != initial_masters[name]:
+                runner.say(f"group {name}: current master is {found.host.name} (from {found.source}), "
+                           f"not the inventory's initial {initial_masters[name]}; keeping it")
+        master_addresses = {name: found.host.data_address for name, found in current.items()}
+
+        acl_changed: dict[str, bool] = {}
+
+        def configure_nodes(run: HostRun, masters_wave: bool) -> None:
+            run.begin("configure")
+            if run.name not in acl_changed:
+                acl_changed[run.name] = node.ensure_acl_file(run)
+            for node_plan in run.host_plan.nodes:
+                master_host = current[node_plan.group.name].host
+                if (master_host.name == run.name) != masters_wave:
+                    continue
+                outcome = node.configure(run, node_plan, master_host)
+                run.begin("start")
+                node.ensure_running(run, node_plan, outcome, acl_changed[run.name])
+                if masters_wave:
+                    node.wait_master_ready(run, node_plan)
+                else:
+                    node.wait_replica_linked(run, node_plan)
+
+        if current:
+            master_names = {found.host.name for found in current.values()}
+            runner.each(runner.alive(sorted(master_names)), "masters", lambda run: configure_nodes(run, True))
+            replica_names = [run.name for run in runner.alive() if any(
+                current[n.group.name].host.name != run.name for n in run.host_plan.nodes)]
+            runner.each(runner.alive(replica_names), "replicas", lambda run: configure_nodes(run, False))
+            sentinel_runs = [run for run in runner.alive() if run.host_plan.runs_sentinel]
+
+            def sentinel_wave(run: HostRun) -> None:
+                run.begin("sentinel")
+                outcome = sentinel.configure(run, master_addresses)
+                sentinel.ensure_running(run, outcome, master_addresses)
+
+            runner.each(sentinel_runs, "sentinel", sentinel_wave)
+            runner.each([run for run in sentinel_runs if run.name not in runner.errors], "sentinel-wait",
+                        lambda run: sentinel.wait_converged(run, master_addresses))
+    finally:
+        stop_heartbeat.set()
+        runner.pool.shutdown(wait=True)
+        for run in runner.runs.values():
+            run.remote.close()
+    outcomes = []
+    for host_plan in plan.hosts:
+        name = host_plan.host.name
+        run = runner.runs.get(name)
+        outcomes.append(HostOutcome(
+            host=name, changes=tuple(run.changes) if run else (), restarts=tuple(run.restarts) if run else (),
+            seconds=(time.monotonic() - run.started) if run else 0.0, error=runner.errors.get(name)))
+    return DeployReport(tuple(outcomes), time.monotonic() - started, options.check, masters)
+
+
+def format_recap(report: DeployReport, plan: Plan, show_diff: bool) -> str:
+    mask = secret_masker(plan)
+    lines = []
+    if show_diff:
+        for outcome in report.outcomes:
+            for change in outcome.changes:
+                if change.diff:
+                    lines.append(mask(change.diff.rstrip("\n")))
+    title = "RECAP (check mode: nothing was changed)" if report.check else "RECAP"
+    lines.append(title)
+    for outcome in report.outcomes:
+        if outcome.failed:
+            step = getattr(outcome.error, "step", "?")
+            state = f"FAILED   step={step}"
+        elif outcome.changes:
+            state = f"changed={len(outcome.changes)}"
+        else:
+            state = "unchanged"
+        restarts = f"  started/restarted: {', '.join(outcome.restarts)}" if outcome.restarts else ""
+        lines.append(f"  {outcome.host:16} {state:24} {outcome.seconds:6.1f}s{restarts}")
+    if report.masters:
+        lines.append("  masters: " + ", ".join(f"{group}={host}" for group, host in report.masters.items()))
+    lines.append(f"  total {report.seconds:.1f}s, {report.changed} change(s), "
+                 f"{sum(o.failed for o in report.outcomes)} failed host(s)")
+    return mask("\n".join(lines))

@@ -1,0 +1,140 @@
+"""Who runs what, where, with which files: derived once from a validated inventory.
+
+The plan holds the inventory's INITIAL topology. Which node is master right now is a runtime
+fact asked of the running Sentinels (see topology.py); the plan never overrides it.
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from provision.inventory import Group, Host, Inventory
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths on a host, all under the install dir."""
+    install_dir: str
+    version: str
+
+    @property
+    def version_dir(self) -> str:
+        return posixpath.join(self.install_dir, "versions", self.version)
+
+    @property
+    def bin_link(self) -> str:
+        return posixpath.join(self.install_dir, "bin")
+
+    @property
+    def conf_dir(self) -> str:
+        return posixpath.join(self.install_dir, "conf")
+
+    @property
+    def data_dir(self) -> str:
+        return posixpath.join(self.install_dir, "data")
+
+    @property
+    def log_dir(self) -> str:
+        return posixpath.join(self.install_dir, "logs")
+
+    @property
+    def run_dir(self) -> str:
+        return posixpath.join(self.install_dir, "run")
+
+    @property
+    def build_dir(self) -> str:
+        return posixpath.join(self.install_dir, "build")
+
+    @property
+    def acl_file(self) -> str:
+        return posixpath.join(self.conf_dir, "users.acl")
+
+    @property
+    def sentinel_conf(self) -> str:
+        return posixpath.join(self.conf_dir, "sentinel.conf")
+
+    @property
+    def sentinel_data_dir(self) -> str:
+        return posixpath.join(self.data_dir, "sentinel")
+
+    def binary(self, name: str) -> str:
+        return posixpath.join(self.bin_link, name)
+
+    def redis_conf(self, port: int) -> str:
+        return posixpath.join(self.conf_dir, f"redis-{port}.conf")
+
+    def node_data_dir(self, port: int) -> str:
+        return posixpath.join(self.data_dir, str(port))
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One redis-server instance: a host serving one replication group."""
+    host: Host
+    group: Group
+    initial_master: Host
+
+    @property
+    def port(self) -> int:
+        return self.group.port
+
+    @property
+    def starts_as_master(self) -> bool:
+        return self.host.name == self.initial_master.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.host.name}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    host: Host
+    nodes: tuple[NodePlan, ...]
+    runs_sentinel: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    inventory: Inventory
+    layout: Layout
+    hosts: tuple[HostPlan, ...]
+
+    @property
+    def sentinel_hosts(self) -> tuple[Host, ...]:
+        return tuple(plan.host for plan in self.hosts if plan.runs_sentinel)
+
+    def host_plan(self, name: str) -> HostPlan:
+        for plan in self.hosts:
+            if plan.host.name == name:
+                return plan
+        raise KeyError(name)
+
+    def nodes_of(self, group: Group) -> tuple[NodePlan, ...]:
+        return tuple(node for plan in self.hosts for node in plan.nodes if node.group.name == group.name)
+
+    def host_by_data_address(self, address: str) -> Host | None:
+        for host in self.inventory.hosts:
+            if host.data_address == address:
+                return host
+        return None
+
+
+def build(inventory: Inventory, limit: tuple[str, ...] = ()) -> Plan:
+    """Derive the plan; `limit` restricts it to some hosts (the others are still known, for
+    addresses and topology, but nothing is done on them)."""
+    unknown = [name for name in limit if name not in {host.name for host in inventory.hosts}]
+    if unknown:
+        raise KeyError(f"--limit names unknown host(s): {', '.join(unknown)}")
+    host_plans = []
+    for host in inventory.hosts:
+        if limit and host.name not in limit:
+            continue
+        nodes = tuple(
+            NodePlan(host=host, group=group, initial_master=inventory.host(group.master))
+            for group in inventory.groups if host.name in group.members)
+        runs_sentinel = host.name in inventory.sentinels
+        if nodes or runs_sentinel:
+            host_plans.append(HostPlan(host=host, nodes=nodes, runs_sentinel=runs_sentinel))
+    layout = Layout(install_dir=inventory.redis.install_dir, version=inventory.redis.version)
+    return Plan(inventory=inventory, layout=layout, hosts=tuple(host_plans))

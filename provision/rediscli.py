@@ -1,0 +1,54 @@
+"""Talking to Redis and Sentinel on a host through its redis-cli, never with a password in argv.
+
+The password goes on stdin; a shell reads it into REDISCLI_AUTH (which redis-cli reads) so it
+never appears in a process list or a log line.
+"""
+from __future__ import annotations
+
+import shlex
+
+from provision.inventory import AclUser
+from provision.plan import Layout
+from provision.remote import CommandResult, Remote
+
+REPLY_ERRORS = ("ERR", "NOAUTH", "WRONGPASS", "NOPERM", "WRONGTYPE", "LOADING", "MASTERDOWN", "READONLY",
+                "NOREPLICAS", "BUSY", "Could not connect", "Error:")
+
+
+def command_line(layout: Layout, address: str, port: int, args: list[str], user: AclUser | None) -> str:
+    cli = shlex.quote(layout.binary("redis-cli"))
+    quoted_args = " ".join(shlex.quote(str(arg)) for arg in args)
+    if user is None:
+        return f"{cli} -h {shlex.quote(address)} -p {port} {quoted_args}"
+    return (f"IFS= read -r REDISCLI_AUTH; export REDISCLI_AUTH; {cli} --user {shlex.quote(user.name)} "
+            f"-h {shlex.quote(address)} -p {port} {quoted_args}")
+
+
+def call(remote: Remote, layout: Layout, address: str, port: int, args: list[str],
+         user: AclUser | None = None, timeout: float | None = 15) -> CommandResult:
+    """One command; stdout is redis-cli's raw reply. An error reply is not a failed exit code
+    for redis-cli, so callers check `reply_error`."""
+    stdin = (user.password.value + "\n") if user is not None else None
+    return remote.run(command_line(layout, address, port, args, user), stdin=stdin, timeout=timeout)
+
+
+def reply_error(result: CommandResult) -> str | None:
+    text = (result.stdout + result.stderr).strip()
+    if not result.ok:
+        return text or f"redis-cli exit {result.exit_code}"
+    first = text.splitlines()[0] if text else ""
+    if any(first.startswith(prefix) for prefix in REPLY_ERRORS):
+        return text
+    return None
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """INFO output → {field: value}; section headers and blanks skipped."""
+    fields = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        fields[key] = value
+    return fields

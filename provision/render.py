@@ -1,0 +1,126 @@
+"""Templates to file contents, and the directives the tool owns in each file. Pure: no I/O
+except reading the templates."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from provision import confparse
+from provision.confparse import Directive
+from provision.inventory import Group, Host
+from provision.plan import HostPlan, NodePlan, Plan
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+RC_LOCAL_BEGIN = "# BEGIN redis-provision"
+RC_LOCAL_END = "# END redis-provision"
+
+# Written by Redis/Sentinel at runtime; never compared, never patched after the first write.
+REDIS_RUNTIME_KEYS = {("replicaof",), ("slaveof",)}
+
+_environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), trim_blocks=True,
+                                  lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                  autoescape=False)
+
+
+def _render(template: str, **values) -> str:
+    return _environment.get_template(template).render(**values)
+
+
+@dataclass(frozen=True)
+class Monitor:
+    group: Group
+    master_address: str
+
+
+@dataclass(frozen=True)
+class AclEntry:
+    name: str
+    password_hash: str
+    rules: str
+
+
+def password_hash(password: str) -> str:
+    """The form Redis ACL accepts as `#<hash>`: hex sha256 of the password."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def tcp_backlog(plan: Plan) -> int:
+    """Redis warns (and the kernel silently caps) when tcp-backlog exceeds somaxconn."""
+    somaxconn = dict(plan.inventory.system.sysctl).get("net.core.somaxconn", 511)
+    return min(511, somaxconn)
+
+
+def redis_conf(plan: Plan, node: NodePlan, replicaof: Host | None) -> str:
+    """The whole redis.conf, for a node whose file does not exist yet."""
+    inventory = plan.inventory
+    return _render("redis.conf.j2", node=node, group=node.group, host=node.host, layout=plan.layout,
+                   acl=inventory.acl, redis=inventory.redis, tcp_backlog=tcp_backlog(plan), replicaof=replicaof)
+
+
+def redis_owned_directives(plan: Plan, node: NodePlan) -> list[Directive]:
+    text = redis_conf(plan, node, replicaof=None)
+    return [directive for _, directive in confparse.parse(text) if directive.key not in REDIS_RUNTIME_KEYS]
+
+
+def sentinel_conf(plan: Plan, host: Host, master_addresses: dict[str, str]) -> str:
+    """The whole sentinel.conf, for a sentinel whose file does not exist yet.
+    master_addresses: group name → data address of the group's CURRENT master."""
+    monitors = [Monitor(group, master_addresses[group.name]) for group in plan.inventory.groups]
+    return _render("sentinel.conf.j2", host=host, redis=plan.inventory.redis, layout=plan.layout,
+                   acl=plan.inventory.acl, monitors=monitors)
+
+
+def sentinel_owned_directives(plan: Plan, host: Host) -> list[Directive]:
+    """Sentinel settings the tool owns. The monitor line's address and port are Sentinel's
+    (they follow failovers); only its quorum is the tool's."""
+    placeholder = {group.name: "0.0.0.0" for group in plan.inventory.groups}
+    owned = []
+    for _, directive in confparse.parse(sentinel_conf(plan, host, placeholder)):
+        if directive.key[:2] == ("sentinel", "monitor"):
+            directive = Directive(key=("sentinel", "quorum", directive.key[2]), values=(directive.values[2],))
+        owned.append(directive)
+    return owned
+
+
+def sentinel_current_settings(text: str) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
+    """A running sentinel's file as the owned keys see it (quorum taken out of its monitor line)."""
+    table = confparse.values_by_key(text)
+    for key, lines in list(table.items()):
+        if key[:2] == ("sentinel", "monitor") and lines and len(lines[0]) >= 3:
+            table[("sentinel", "quorum", key[2])] = [(lines[0][2],)]
+    return table
+
+
+def acl_file(plan: Plan) -> str:
+    entries = [AclEntry(user.name, password_hash(user.password.value), user.rules)
+               for user in plan.inventory.acl.all_users]
+    return _render("users.acl.j2", users=entries)
+
+
+def sysctl_file(plan: Plan) -> str:
+    return _render("sysctl.conf.j2", sysctl=plan.inventory.system.sysctl)
+
+
+def rc_local_block(plan: Plan, host_plan: HostPlan) -> str:
+    return _render("rc.local.block.j2", thp=plan.inventory.system.transparent_hugepage, layout=plan.layout,
+                   ports=[node.port for node in host_plan.nodes], sentinel=host_plan.runs_sentinel)
+
+
+def with_rc_local_block(current: str | None, block: str) -> str:
+    """/etc/rc.local with the tool's block in place (replacing an older one), other lines kept,
+    and before any `exit 0` so that it runs."""
+    if not current or not current.strip():
+        return "#!/bin/sh\n" + block + "exit 0\n"
+    lines = current.splitlines(keepends=True)
+    if RC_LOCAL_BEGIN in current and RC_LOCAL_END in current:
+        start = next(i for i, line in enumerate(lines) if line.strip() == RC_LOCAL_BEGIN)
+        end = next(i for i, line in enumerate(lines) if line.strip() == RC_LOCAL_END)
+        return "".join(lines[:start]) + block + "".join(lines[end + 1:])
+    exit_at = next((i for i, line in enumerate(lines) if line.strip() == "exit 0"), len(lines))
+    before = "".join(lines[:exit_at])
+    if before and not before.endswith("\n"):
+        before += "\n"
+    return before + block + "".join(lines[exit_at:])

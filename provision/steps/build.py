@@ -1,0 +1,143 @@
+"""Get the wanted Redis version onto hosts: build once per platform, ship to the rest.
+
+A build compiles for minutes; hosts of the same OS, version and architecture can run the same
+binaries. So one host per platform compiles, the controller keeps the result in a local
+artifact cache keyed by version + platform + source sha256, and every other host (now or in a
+later run) receives the binaries instead of compiling. A source whose sha256 does not match is
+refused before it is unpacked, and the current install is left as it was.
+"""
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import shlex
+from pathlib import Path
+
+from provision.errors import HostError
+from provision.facts import HostFacts
+from provision.hostrun import HostRun
+
+BUILD_PACKAGES = {"apt-get": "build-essential tar coreutils", "dnf": "gcc make tar coreutils",
+                  "yum": "gcc make tar coreutils"}
+
+
+def artifact_path(run: HostRun, facts: HostFacts) -> Path:
+    source = run.plan.inventory.redis.source
+    name = f"redis-{run.plan.inventory.redis.version}-{facts.platform}-{source.sha256[:16]}.tar.gz"
+    return run.options.artifact_dir / name
+
+
+def needs_install(run: HostRun, facts: HostFacts) -> bool:
+    return facts.installed_version != run.plan.inventory.redis.version
+
+
+def ensure_build_tools(run: HostRun, facts: HostFacts) -> None:
+    if not facts.missing_build_tools:
+        return
+    manager = facts.package_manager
+    if manager not in BUILD_PACKAGES:
+        raise HostError(run.name, run.step, "detect package manager",
+                        f"missing build tools {', '.join(facts.missing_build_tools)} and no apt-get or dnf to install them")
+    run.record(f"install build tools ({BUILD_PACKAGES[manager]}) with {manager}")
+    if not run.options.check:
+        prefix = "DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive " if manager == "apt-get" else ""
+        run.remote.check(run.step, f"{prefix}{manager} install -y {BUILD_PACKAGES[manager]}")
+
+
+def _sha256_of_local(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def compile_on_host(run: HostRun, facts: HostFacts) -> None:
+    """Fetch or upload the source, verify it, compile, install into the version directory, and
+    bring the binaries back to the controller's artifact cache."""
+    redis = run.plan.inventory.redis
+    layout = run.layout
+    run.record(f"build Redis {redis.version} from source on this host (platform {facts.platform})")
+    if run.options.check:
+        return
+    ensure_build_tools(run, facts)
+    build_dir = layout.build_dir
+    tarball = posixpath.join(build_dir, f"redis-{redis.version}.tar.gz")
+    source_dir = posixpath.join(build_dir, f"redis-{redis.version}")
+    q = shlex.quote
+    run.remote.check(run.step, f"mkdir -p {q(build_dir)} && chmod 700 {q(build_dir)}")
+    if redis.source.tarball:
+        local_digest = _sha256_of_local(redis.source.tarball)
+        if local_digest != redis.source.sha256:
+            raise HostError(run.name, run.step, f"sha256 {redis.source.tarball}",
+                            f"sha256 mismatch: expected {redis.source.sha256}, got {local_digest}; refused, "
+                            "nothing was uploaded and the installed version is untouched")
+        run.remote.upload(run.step, redis.source.tarball, tarball, 0o600)
+    else:
+        run.remote.check(run.step, f"curl -fsSL --retry 2 -o {q(tarball)}.part {q(redis.source.url)} && "
+                                   f"mv {q(tarball)}.part {q(tarball)}", timeout=600)
+    check = run.remote.run(f"sha256sum {q(tarball)}")
+    got = check.stdout.split()[0] if check.ok and check.stdout else "(unreadable)"
+    if got != redis.source.sha256:
+        run.remote.run(f"rm -f {q(tarball)}")
+        raise HostError(run.name, run.step, f"sha256sum {tarball}",
+                        f"sha256 mismatch: expected {redis.source.sha256}, got {got}; refused before unpacking, "
+                        "the installed version is untouched")
+    staging = layout.version_dir + ".partial"
+    run.remote.check(run.step, f"rm -rf {q(source_dir)} {q(staging)} && mkdir -p {q(source_dir)} && "
+                               f"tar -xzf {q(tarball)} -C {q(source_dir)} --strip-components=1")
+    make = (f"cd {q(source_dir)} && make -j\"$(nproc)\" > make.log 2>&1 || {{ tail -n 40 make.log >&2; exit 1; }}; "
+            f"make install PREFIX={q(staging)} >> make.log 2>&1 || {{ tail -n 40 make.log >&2; exit 1; }}")
+    run.remote.check(run.step, make)
+    _activate_staged(run, staging)
+    artifact = artifact_path(run, facts)
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    remote_artifact = posixpath.join(build_dir, "artifact.tar.gz")
+    run.remote.check(run.step, f"tar -czf {q(remote_artifact)} -C {q(layout.version_dir)} .")
+    partial = artifact.with_suffix(".partial")
+    run.remote.download(remote_artifact, str(partial))
+    partial.rename(artifact)
+    run.remote.run(f"rm -rf {q(source_dir)} {q(remote_artifact)} {q(tarball)}")
+
+
+def ship_to_host(run: HostRun, facts: HostFacts) -> None:
+    """Install binaries built on another host of the same platform."""
+    artifact = artifact_path(run, facts)
+    run.record(f"install Redis {run.plan.inventory.redis.version} binaries from the build cache ({artifact.name})")
+    if run.options.check:
+        return
+    q = shlex.quote
+    staging = run.layout.version_dir + ".partial"
+    upload = posixpath.join(run.layout.install_dir, ".artifact.tar.gz")
+    run.remote.check(run.step, f"mkdir -p {q(run.layout.install_dir)}/versions")
+    run.remote.upload(run.step, str(artifact), upload, 0o600)
+    run.remote.check(run.step, f"rm -rf {q(staging)} && mkdir -p {q(staging)} && tar -xzf {q(upload)} -C {q(staging)} "
+                               f"&& rm -f {q(upload)}")
+    _activate_staged(run, staging)
+
+
+def _activate_staged(run: HostRun, staging: str) -> None:
+    """Check the staged binaries run and report the wanted version, then move them into place."""
+    q = shlex.quote
+    version = run.plan.inventory.redis.version
+    result = run.remote.check(run.step, f"{q(staging)}/bin/redis-server --version")
+    if f"v={version}" not in result.stdout:
+        raise HostError(run.name, run.step, "redis-server --version",
+                        f"built binaries report {result.stdout.strip()!r}, expected v={version}")
+    run.remote.check(run.step, f"rm -rf {q(run.layout.version_dir)} && mv {q(staging)} {q(run.layout.version_dir)} && "
+                               f"ln -sfn redis-server {q(run.layout.version_dir)}/bin/redis-sentinel.tmp && "
+                               f"mv -Tf {q(run.layout.version_dir)}/bin/redis-sentinel.tmp "
+                               f"{q(run.layout.version_dir)}/bin/redis-sentinel")
+
+
+def activate(run: HostRun, facts: HostFacts) -> None:
+    """Point <install_dir>/bin at the wanted version (an atomic symlink swap)."""
+    target = posixpath.join("versions", run.plan.inventory.redis.version, "bin")
+    if facts.active_bin == target:
+        return
+    run.record(f"switch {run.layout.bin_link} to {target} (was {facts.active_bin or 'absent'})")
+    if run.options.check:
+        return
+    q = shlex.quote
+    link = run.layout.bin_link
+    run.remote.check(run.step, f"ln -sfn {q(target)} {q(link)}.tmp && mv -Tf {q(link)}.tmp {q(link)}")

@@ -1,0 +1,134 @@
+"""A redis-server instance: its ACL file, its config, and making it run with that config.
+
+redis.conf is written whole only when it does not exist. Afterwards only the directives the tool
+owns are compared and patched, `replicaof` never (Sentinel owns it after the first start), and
+changes go live with CONFIG SET; a restart happens only for settings Redis cannot change live.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provision import confparse, primitives, rediscli, render
+from provision.errors import HostError
+from provision.hostrun import HostRun
+from provision.inventory import Host
+from provision.plan import NodePlan
+from provision.steps import services
+
+# Settings Redis 7 cannot change on a running server (or that the tool will not change live).
+RESTART_KEYS = {("daemonize",), ("pidfile",), ("logfile",), ("aclfile",), ("disable-thp",), ("tcp-backlog",),
+                ("port",), ("bind",), ("dir",), ("databases",), ("io-threads",), ("unixsocket",)}
+
+
+@dataclass(frozen=True)
+class ConfigOutcome:
+    created: bool
+    previous_text: str | None
+    live_keys: tuple[tuple[str, ...], ...]
+    restart_keys: tuple[tuple[str, ...], ...]
+
+
+def ensure_acl_file(run: HostRun) -> bool:
+    return primitives.ensure_file(run, run.layout.acl_file, render.acl_file(run.plan), 0o640, "redis", "redis",
+                                  secret=True)
+
+
+def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutcome:
+    path = run.layout.redis_conf(node.port)
+    current = primitives.read_file(run, path)
+    if current is None:
+        replicaof = None if current_master.name == node.host.name else current_master
+        primitives.ensure_file(run, path, render.redis_conf(run.plan, node, replicaof), 0o640, "redis", "redis",
+                               secret=True)
+        return ConfigOutcome(True, None, (), ())
+    wanted = render.redis_owned_directives(run.plan, node)
+    changed = confparse.differing_keys(current, wanted)
+    if changed:
+        primitives.ensure_file(run, path, confparse.patch(current, wanted, changed), 0o640, "redis", "redis",
+                               secret=True)
+    else:
+        primitives.ensure_file(run, path, current, 0o640, "redis", "redis", secret=True)  # mode/owner only
+    restart = tuple(key for key in changed if key in RESTART_KEYS)
+    live = tuple(key for key in changed if key not in RESTART_KEYS)
+    return ConfigOutcome(False, current, live, restart)
+
+
+def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
+    """CONFIG SET each changed setting; returns the keys Redis refused live (they need a restart)."""
+    wanted = {directive.key: directive for directive in render.redis_owned_directives(run.plan, node)}
+    refused = []
+    for key in keys:
+        directive = wanted[key]
+        value = " ".join(directive.values)
+        result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port,
+                               ["CONFIG", "SET", key[0], value], user=run.plan.inventory.acl.admin)
+        if rediscli.reply_error(result):
+            refused.append(key)
+        else:
+            run.record(f"CONFIG SET {key[0]} on the running server")
+    return refused
+
+
+def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_changed: bool) -> None:
+    """Start if not running; apply changes live; restart only when a setting needs it; if the
+    new config keeps Redis from starting, put the previous config back and report."""
+    address = node.host.data_address
+    pid = services.running_pid(run, node.port)
+    if run.options.check:
+        if pid is None:
+            run.record(f"start redis-server :{node.port}")
+        elif outcome.restart_keys:
+            run.record(f"restart redis-server :{node.port} ({', '.join(k[0] for k in outcome.restart_keys)} changed)")
+        return
+    restart_keys = list(outcome.restart_keys)
+    if pid is not None:
+        if acl_changed:
+            result = rediscli.call(run.remote, run.layout, address, node.port, ["ACL", "LOAD"],
+                                   user=run.plan.inventory.acl.admin)
+            error = rediscli.reply_error(result)
+            if error:
+                raise HostError(run.name, run.step, "redis-cli ACL LOAD", error)
+            run.record(f"ACL LOAD on redis-server :{node.port}")
+        restart_keys += _apply_live(run, node, outcome.live_keys)
+        if not restart_keys:
+            return
+        run.record(f"restart redis-server :{node.port} ({', '.join(k[0] for k in restart_keys)} cannot change live)")
+        services.stop(run, node.port)
+    else:
+        run.record(f"start redis-server :{node.port}")
+    failure = services.start(run, node.port, address)
+    if failure is None:
+        with run.lock:
+            run.restarts.append(f"redis-server:{node.port}")
+        return
+    if outcome.previous_text is not None:
+        path = run.layout.redis_conf(node.port)
+        run.remote.write_file(run.step, path, outcome.previous_text.encode(), 0o640, "redis", "redis")
+        again = services.start(run, node.port, address)
+        state = "it runs with the previous config" if again is None else f"and it failed with it too: {again}"
+        raise HostError(run.name, run.step, services.start_command(run, node.port),
+                        f"new config rejected; rolled back {path} to the previous version, {state}.\n{failure}")
+    raise HostError(run.name, run.step, services.start_command(run, node.port), failure)
+
+
+def wait_master_ready(run: HostRun, node: NodePlan) -> None:
+    if run.options.check:
+        return
+
+    def probe():
+        result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["ROLE"],
+                               user=run.plan.inventory.acl.admin, timeout=5)
+        return result.stdout.startswith("master"), (result.stdout + result.stderr).strip()[:200]
+    services.wait_until(run, f"redis-server :{node.port} to serve as master", probe, 30)
+
+
+def wait_replica_linked(run: HostRun, node: NodePlan) -> None:
+    if run.options.check:
+        return
+
+    def probe():
+        result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["INFO", "replication"],
+                               user=run.plan.inventory.acl.admin, timeout=5)
+        info = rediscli.parse_info(result.stdout)
+        return info.get("master_link_status") == "up", {k: info.get(k) for k in ("role", "master_host", "master_link_status")}
+    services.wait_until(run, f"redis-server :{node.port} master_link_status:up", probe, 60)

@@ -1,0 +1,144 @@
+"""A Sentinel: its config, written once, then managed live.
+
+Sentinel owns its file after the first start (myid, epochs, known replicas and sentinels, the
+monitor line's CURRENT master). The tool compares only its own settings; per-group ones change
+live with SENTINEL SET, which Sentinel itself persists. The file is patched (and the sentinel
+restarted) only for process settings Sentinel cannot change live. A sentinel is never restarted
+just because a run happened: a restart loses nothing, but every unneeded one is a window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provision import confparse, primitives, rediscli, render
+from provision.confparse import Directive
+from provision.errors import HostError
+from provision.hostrun import HostRun
+from provision.steps import services
+
+LIVE_OPTIONS = {"quorum", "auth-user", "auth-pass", "down-after-milliseconds", "failover-timeout", "parallel-syncs"}
+
+
+@dataclass(frozen=True)
+class SentinelOutcome:
+    live: tuple[Directive, ...]          # SENTINEL SET group option value
+    new_groups: tuple[str, ...]          # groups this sentinel does not monitor yet
+    restart: bool
+
+
+# Sentinel leaves out of its rewritten file every per-group option at its default value.
+SENTINEL_DEFAULTS = {"down-after-milliseconds": "30000", "failover-timeout": "180000", "parallel-syncs": "1"}
+
+
+def _differs(current: dict, directive: Directive) -> bool:
+    lines = current.get(directive.key, [])
+    if not lines and len(directive.key) == 3 and directive.key[1] in SENTINEL_DEFAULTS:
+        lines = [(SENTINEL_DEFAULTS[directive.key[1]],)]
+    have = [tuple(v.lower() for v in line) for line in lines]
+    return have != [tuple(v.lower() for v in directive.values)]
+
+
+def configure(run: HostRun, master_addresses: dict[str, str]) -> SentinelOutcome:
+    host = run.host_plan.host
+    path = run.layout.sentinel_conf
+    text = primitives.read_file(run, path)
+    if text is None:
+        primitives.ensure_file(run, path, render.sentinel_conf(run.plan, host, master_addresses), 0o640, "redis",
+                               "redis", secret=True)
+        return SentinelOutcome((), (), False)
+    current = render.sentinel_current_settings(text)
+    monitored = {key[2] for key in current if key[:2] == ("sentinel", "monitor")}
+    owned = render.sentinel_owned_directives(run.plan, host)
+    new_groups = tuple(group.name for group in run.plan.inventory.groups if group.name not in monitored)
+    live, file_changes = [], []
+    for directive in owned:
+        if not _differs(current, directive):
+            continue
+        is_group_option = len(directive.key) == 3
+        if is_group_option and directive.key[2] in new_groups:
+            continue  # set together with SENTINEL MONITOR
+        if is_group_option and directive.key[1] in LIVE_OPTIONS:
+            live.append(directive)
+        else:
+            file_changes.append(directive.key)
+    if file_changes:
+        new_text = confparse.patch(text, owned, file_changes)
+        primitives.ensure_file(run, path, new_text, 0o640, "redis", "redis", secret=True)
+    else:
+        primitives.ensure_file(run, path, text, 0o640, "redis", "redis", secret=True)  # mode/owner only
+    return SentinelOutcome(tuple(live), new_groups, bool(file_changes))
+
+
+def _sentinel(run: HostRun, args: list[str]) -> str:
+    host = run.host_plan.host
+    result = rediscli.call(run.remote, run.layout, host.data_address, run.plan.inventory.redis.sentinel_port, args)
+    error = rediscli.reply_error(result)
+    if error:
+        shown = args[:3] + (["<secret>"] if "auth-pass" in args else args[3:])
+        raise HostError(run.name, run.step, "redis-cli -p sentinel " + " ".join(shown), error)
+    return result.stdout
+
+
+def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dict[str, str]) -> None:
+    host = run.host_plan.host
+    pid = services.running_pid(run, None)
+    if run.options.check:
+        if pid is None:
+            run.record("start redis-sentinel")
+        for directive in outcome.live:
+            shown = "<secret>" if directive.key[1] == "auth-pass" else " ".join(directive.values)
+            run.record(f"SENTINEL SET {directive.key[2]} {directive.key[1]} {shown}")
+        for group in outcome.new_groups:
+            run.record(f"SENTINEL MONITOR {group} {master_addresses[group]}")
+        if pid is not None and outcome.restart:
+            run.record("restart redis-sentinel (a setting that cannot change live changed)")
+        return
+    if pid is not None and outcome.restart:
+        run.record("restart redis-sentinel (a setting that cannot change live changed)")
+        services.stop(run, None)
+        pid = None
+    if pid is None:
+        if not outcome.restart:
+            run.record("start redis-sentinel")
+        failure = services.start(run, None, host.data_address)
+        if failure:
+            raise HostError(run.name, run.step, services.start_command(run, None), failure)
+        with run.lock:
+            run.restarts.append("redis-sentinel")
+    for directive in outcome.live:
+        option = directive.key[1]
+        _sentinel(run, ["SENTINEL", "SET", directive.key[2], option, *directive.values])
+        shown = "<secret>" if option == "auth-pass" else " ".join(directive.values)
+        run.record(f"SENTINEL SET {directive.key[2]} {option} {shown}")
+    groups = {group.name: group for group in run.plan.inventory.groups}
+    acl = run.plan.inventory.acl
+    for name in outcome.new_groups:
+        group = groups[name]
+        _sentinel(run, ["SENTINEL", "MONITOR", name, master_addresses[name], str(group.port), str(group.quorum)])
+        _sentinel(run, ["SENTINEL", "SET", name, "auth-user", acl.sentinel.name, "auth-pass", acl.sentinel.password.value,
+                        "down-after-milliseconds", str(group.down_after_milliseconds),
+                        "failover-timeout", str(group.failover_timeout), "parallel-syncs", str(group.parallel_syncs)])
+        run.record(f"SENTINEL MONITOR {name} {master_addresses[name]} {group.port} {group.quorum}")
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """A flat key/value reply (SENTINEL MASTER) as redis-cli prints it, one item per line."""
+    items = [line.strip() for line in text.splitlines()]
+    return dict(zip(items[0::2], items[1::2]))
+
+
+def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:
+    """Until this sentinel sees the current master of each group, all its replicas and all the
+    other sentinels (what a failover will need)."""
+    if run.options.check:
+        return
+    sentinel_count = len(run.plan.inventory.sentinels)
+    for group in run.plan.inventory.groups:
+        def probe(group=group):
+            state = parse_pairs(_sentinel(run, ["SENTINEL", "MASTER", group.name]))
+            ok = (state.get("ip") == master_addresses[group.name]
+                  and int(state.get("num-slaves", 0)) >= len(group.replicas)
+                  and int(state.get("num-other-sentinels", 0)) >= sentinel_count - 1)
+            seen = {k: state.get(k) for k in ("ip", "flags", "num-slaves", "num-other-sentinels")}
+            return ok, seen
+        services.wait_until(run, f"sentinel to see group {group.name} complete", probe, 60)

@@ -1,0 +1,63 @@
+"""Kernel tuning (live and persistent) and the on-disk layout."""
+from __future__ import annotations
+
+import shlex
+
+from provision import primitives, render
+from provision.hostrun import HostRun
+
+SYSCTL_FILE = "/etc/sysctl.d/90-redis-provision.conf"
+RC_LOCAL = "/etc/rc.local"
+THP_FILES = ("/sys/kernel/mm/transparent_hugepage/enabled", "/sys/kernel/mm/transparent_hugepage/defrag")
+
+
+def parse_thp(text: str) -> str:
+    """The active THP mode from `always madvise [never]` (kernel) or a plain `never`."""
+    text = text.strip()
+    if "[" in text:
+        return text[text.index("[") + 1:text.index("]")]
+    return text
+
+
+def tune(run: HostRun) -> None:
+    system = run.plan.inventory.system
+    run.begin("tune")
+    primitives.ensure_file(run, SYSCTL_FILE, render.sysctl_file(run.plan), 0o644)
+    keys = " ".join(shlex.quote(key) for key, _ in system.sysctl)
+    live = run.remote.check(run.step, f"sysctl -n {keys}").stdout.split()
+    for (key, wanted), current in zip(system.sysctl, live):
+        if current != str(wanted):
+            run.record(f"set {key} = {wanted} now (was {current})")
+            if not run.options.check:
+                run.remote.check(run.step, f"sysctl -q -w {shlex.quote(f'{key}={wanted}')}")
+    current_thp = run.remote.check(run.step, "cat " + " ".join(THP_FILES)).stdout.splitlines()
+    for path, text in zip(THP_FILES, current_thp):
+        if parse_thp(text) != system.transparent_hugepage:
+            run.record(f"set {path} to {system.transparent_hugepage} now (was {parse_thp(text)})")
+            if not run.options.check:
+                run.remote.check(run.step, f"echo {shlex.quote(system.transparent_hugepage)} > {path}")
+    current_rc = primitives.read_file(run, RC_LOCAL)
+    wanted_rc = render.with_rc_local_block(current_rc, render.rc_local_block(run.plan, run.host_plan))
+    primitives.ensure_file(run, RC_LOCAL, wanted_rc, 0o755)
+
+
+def layout(run: HostRun) -> None:
+    """The redis system user and the directories it owns. conf/ is writable by Redis: CONFIG
+    REWRITE and Sentinel write a temporary file there and rename it over the config."""
+    run.begin("layout")
+    paths = run.layout
+    user_check = run.remote.run("id -u redis")
+    if not user_check.ok:
+        run.record("create system user redis")
+        if not run.options.check:
+            run.remote.check(run.step, f"useradd --system --user-group --no-create-home --home-dir "
+                                       f"{shlex.quote(paths.data_dir)} --shell /usr/sbin/nologin redis")
+    if run.options.check and not user_check.ok:
+        return  # directories owned by a user that does not exist yet cannot be compared
+    wanted = [(paths.install_dir, 0o755, "root"), (paths.install_dir + "/versions", 0o755, "root"),
+              (paths.conf_dir, 0o750, "redis"), (paths.data_dir, 0o750, "redis"), (paths.log_dir, 0o750, "redis"),
+              (paths.run_dir, 0o755, "redis")]
+    wanted += [(paths.node_data_dir(node.port), 0o750, "redis") for node in run.host_plan.nodes]
+    if run.host_plan.runs_sentinel:
+        wanted.append((paths.sentinel_data_dir, 0o750, "redis"))
+    primitives.ensure_dirs(run, wanted)

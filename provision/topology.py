@@ -1,0 +1,92 @@
+"""Who is master of each group RIGHT NOW: asked of the running Sentinels first, then of the
+nodes' ROLE; the inventory's master is used only when nothing runs yet (a fresh deploy).
+
+This is what keeps a re-run after a failover from pointing replicas back at the old master and
+splitting the brain."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from provision import rediscli
+from provision.inventory import Group, Host
+from provision.plan import Plan
+from provision.remote import Remote
+
+
+@dataclass(frozen=True)
+class GroupMaster:
+    group: str
+    host: Host
+    source: str   # "sentinels", "roles" or "inventory": how it was decided
+
+
+class TopologyError(RuntimeError):
+    pass
+
+
+def parse_master_address(text: str) -> tuple[str, int] | None:
+    """SENTINEL GET-MASTER-ADDR-BY-NAME reply (two lines, or nothing for an unknown name)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) >= 2 and lines[1].isdigit():
+        return lines[0], int(lines[1])
+    return None
+
+
+def parse_role(text: str) -> str | None:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines and lines[0] in ("master", "slave", "sentinel") else None
+
+
+def sentinel_answers(plan: Plan, remotes: dict[str, Remote], group: Group) -> list[str]:
+    answers = []
+    for host in plan.sentinel_hosts:
+        remote = remotes.get(host.name)
+        if remote is None:
+            continue
+        result = rediscli.call(remote, plan.layout, host.data_address, plan.inventory.redis.sentinel_port,
+                               ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", group.name], timeout=5)
+        address = parse_master_address(result.stdout) if result.ok else None
+        if address:
+            answers.append(address[0])
+    return answers
+
+
+def node_roles(plan: Plan, remotes: dict[str, Remote], group: Group) -> dict[str, str]:
+    roles = {}
+    for member in group.members:
+        remote = remotes.get(member)
+        if remote is None:
+            continue
+        host = plan.inventory.host(member)
+        result = rediscli.call(remote, plan.layout, host.data_address, group.port, ["ROLE"],
+                               user=plan.inventory.acl.admin, timeout=5)
+        role = parse_role(result.stdout) if result.ok and not rediscli.reply_error(result) else None
+        if role:
+            roles[member] = role
+    return roles
+
+
+def current_master(plan: Plan, remotes: dict[str, Remote], group: Group) -> GroupMaster:
+    answers = sentinel_answers(plan, remotes, group)
+    if answers:
+        address, votes = Counter(answers).most_common(1)[0]
+        host = plan.host_by_data_address(address)
+        if host is None:
+            raise TopologyError(f"group {group.name}: sentinels name master {address}, which is no host of the inventory")
+        if votes * 2 <= len(answers) and len(set(answers)) > 1:
+            raise TopologyError(f"group {group.name}: sentinels disagree on the master ({dict(Counter(answers))}); "
+                                "refusing to configure until they converge")
+        return GroupMaster(group.name, host, "sentinels")
+    roles = node_roles(plan, remotes, group)
+    masters = [name for name, role in roles.items() if role == "master"]
+    if len(masters) > 1:
+        raise TopologyError(f"group {group.name}: several nodes say they are master ({', '.join(masters)}) and no "
+                            "sentinel answers; refusing to pick one")
+    if masters and len(roles) > 1 or (masters and masters[0] == group.master):
+        return GroupMaster(group.name, plan.inventory.host(masters[0]), "roles")
+    return GroupMaster(group.name, plan.inventory.host(group.master), "inventory")
+
+
+def discover(plan: Plan, remotes: dict[str, Remote]) -> dict[str, GroupMaster]:
+    return {group.name: current_master(plan, remotes, group) for group in plan.inventory.groups}
