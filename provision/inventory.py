@@ -5,6 +5,7 @@ operator fixing a 200-line inventory one error per run is the failure mode this 
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -232,7 +233,7 @@ class _Section:
     def finish(self) -> None:
         for key in self.data:
             if key not in self.known:
-                close = [k for k in sorted(self.known) if _similar(str(key), k)]
+                close = difflib.get_close_matches(str(key).lower().replace("-", "_"), sorted(self.known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 allowed = ", ".join(sorted(self.known))
                 self.problems.add(self.key_path + (key,), f"unknown key{hint}; allowed here: {allowed}")
@@ -247,11 +248,6 @@ def _type_name(value: Any) -> str:
         return "nothing"
     return {bool: "a boolean", int: "an integer", str: "a string", list: "a list", dict: "a mapping",
             float: "a number"}.get(type(value), type(value).__name__)
-
-
-def _similar(a: str, b: str) -> bool:
-    a, b = a.lower().replace("-", "_"), b.lower()
-    return a == b or (len(a) > 3 and (a in b or b in a))
 
 
 # --- sections -----------------------------------------------------------------------------
@@ -344,7 +340,7 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
         if key in _RESERVED_DIRECTIVES:
             problems.add(("redis", "settings", key), f"{key} is managed by the tool; set it through its own key")
             continue
-        if not isinstance(value, (str, int)) or isinstance(value, bool) and False:
+        if not isinstance(value, (str, int)):
             problems.add(("redis", "settings", key), f"expected a string or number, got {_type_name(value)}")
             continue
         text = ("yes" if value else "no") if isinstance(value, bool) else str(value)

@@ -1,0 +1,173 @@
+"""The pure core: plan, render, config comparison and patching, fact and reply parsers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provision import confparse, facts, inventory, orchestrate, plan as planner, rediscli, render, topology
+from provision.steps import sentinel as sentinel_step
+from provision.steps.system import parse_thp
+from tests.test_inventory import ENVIRONMENT, base, write
+
+CAPTURED = Path(__file__).parent / "captured"
+
+
+@pytest.fixture
+def lab_like_plan(tmp_path):
+    document = base()
+    document["hosts"] = {f"lab{i}": {"address": f"10.77.0.1{i}"} for i in (1, 2, 3)}
+    document["groups"] = {"mymaster": {"master": "lab1", "replicas": ["lab2", "lab3"], "quorum": 2,
+                                       "down_after_milliseconds": 2000, "failover_timeout": 10000}}
+    document["sentinels"] = ["lab1", "lab2", "lab3"]
+    document["redis"]["maxmemory"] = "128mb"
+    environment = {"PA": "admin-password-1", "PR": "replication-password-1", "PS": "sentinel-password-1",
+                   "PP": "app-password-1"}
+    return planner.build(inventory.load(write(tmp_path, document), environment))
+
+
+def test_plan_marks_initial_master_replicas_and_sentinels(lab_like_plan):
+    lab1, lab2 = lab_like_plan.host_plan("lab1"), lab_like_plan.host_plan("lab2")
+    assert lab1.nodes[0].starts_as_master and not lab2.nodes[0].starts_as_master
+    assert lab2.nodes[0].initial_master.name == "lab1"
+    assert [h.name for h in lab_like_plan.sentinel_hosts] == ["lab1", "lab2", "lab3"]
+
+
+def test_plan_limit_keeps_only_named_hosts_and_rejects_unknown(lab_like_plan):
+    limited = planner.build(lab_like_plan.inventory, ("lab2",))
+    assert [h.host.name for h in limited.hosts] == ["lab2"]
+    with pytest.raises(KeyError):
+        planner.build(lab_like_plan.inventory, ("nope",))
+
+
+def test_replica_config_has_replicaof_and_master_auth_on_every_node(lab_like_plan):
+    replica = lab_like_plan.host_plan("lab2").nodes[0]
+    text = render.redis_conf(lab_like_plan, replica, lab_like_plan.inventory.host("lab1"))
+    assert "replicaof 10.77.0.11 6379" in text
+    master_text = render.redis_conf(lab_like_plan, lab_like_plan.host_plan("lab1").nodes[0], None)
+    assert "replicaof" not in master_text.replace("`replicaof`", "")
+    for config in (text, master_text):
+        assert "masteruser replicator" in config and "masterauth replication-password-1" in config
+        assert "bind " in config and "aclfile /app/redis/conf/users.acl" in config and "disable-thp yes" in config
+
+
+def test_acl_file_disables_default_user_and_stores_only_hashes(lab_like_plan):
+    text = render.acl_file(lab_like_plan)
+    assert text.splitlines()[0].startswith("user default off")
+    assert "admin-password-1" not in text
+    assert "#" + render.password_hash("admin-password-1") in text
+    replication = next(line for line in text.splitlines() if line.startswith("user replicator "))
+    assert replication.endswith("+psync +replconf +ping")
+
+
+def test_sentinel_config_never_templates_myid(lab_like_plan):
+    text = render.sentinel_conf(lab_like_plan, lab_like_plan.inventory.host("lab2"), {"mymaster": "10.77.0.11"})
+    assert "sentinel monitor mymaster 10.77.0.11 6379 2" in text
+    assert "myid" not in text.replace("(myid,", "")
+    assert "sentinel auth-user mymaster sentinel" in text
+
+
+def test_redis_config_rewritten_after_failover_shows_no_owned_change(lab_like_plan):
+    """The file Redis rewrote itself (CONFIG REWRITE at failover: save split in lines, quotes,
+    a replicaof the tool never wrote) matches the tool's settings."""
+    current = (CAPTURED / "redis-after-failover.conf").read_text()
+    wanted = render.redis_owned_directives(lab_like_plan, lab_like_plan.host_plan("lab1").nodes[0])
+    assert confparse.differing_keys(current, wanted) == []
+
+
+def test_changed_setting_is_patched_in_place_keeping_runtime_lines(lab_like_plan):
+    current = (CAPTURED / "redis-after-failover.conf").read_text()
+    changed_plan = planner.build(inventory.Inventory(**{**lab_like_plan.inventory.__dict__,
+        "redis": inventory.RedisSettings(**{**lab_like_plan.inventory.redis.__dict__, "maxmemory": "256mb"})}))
+    wanted = render.redis_owned_directives(changed_plan, changed_plan.host_plan("lab1").nodes[0])
+    keys = confparse.differing_keys(current, wanted)
+    assert keys == [("maxmemory",)]
+    patched = confparse.patch(current, wanted, keys)
+    assert "maxmemory 256mb" in patched and "maxmemory 128mb" not in patched
+    assert "replicaof 10.77.0.13 6379" in patched
+    assert patched.count("\n") == current.count("\n")
+
+
+def test_sentinel_state_file_matches_owned_settings_with_defaults_left_out(lab_like_plan):
+    """Sentinel dropped `parallel-syncs 1` (its default) and moved the monitor to the new master."""
+    current = render.sentinel_current_settings((CAPTURED / "sentinel-after-failover.conf").read_text())
+    owned = render.sentinel_owned_directives(lab_like_plan, lab_like_plan.inventory.host("lab1"))
+    assert [d.key for d in owned if sentinel_step._differs(current, d)] == []
+
+
+def test_sentinel_quorum_change_is_detected_but_monitor_address_is_not_owned(lab_like_plan):
+    current = render.sentinel_current_settings((CAPTURED / "sentinel-after-failover.conf").read_text())
+    group = lab_like_plan.inventory.groups[0]
+    raised = planner.build(inventory.Inventory(**{**lab_like_plan.inventory.__dict__, "groups": (
+        inventory.Group(**{**group.__dict__, "quorum": 3, "down_after_milliseconds": 2000}),)}))
+    owned = render.sentinel_owned_directives(raised, raised.inventory.host("lab1"))
+    assert [d.key for d in owned if sentinel_step._differs(current, d)] == [("sentinel", "quorum", "mymaster")]
+
+
+@pytest.mark.parametrize("line, key, values", [
+    ("maxmemory 128mb", ("maxmemory",), ("128mb",)),
+    ('save "3600 1 300 100"', ("save",), ("3600 1 300 100",)),
+    ("sentinel monitor mymaster 10.0.0.1 6379 2", ("sentinel", "monitor", "mymaster"), ("10.0.0.1", "6379", "2")),
+    ("sentinel myid abc", ("sentinel", "myid"), ("abc",)),
+    ('logfile "/app/redis/logs/x.log"', ("logfile",), ("/app/redis/logs/x.log",)),
+])
+def test_directive_keys_identify_what_a_line_sets(line, key, values):
+    [(_, directive)] = confparse.parse(line)
+    assert (directive.key, directive.values) == (key, values)
+
+
+@pytest.mark.parametrize("text, mode", [("always madvise [never]", "never"), ("[always] madvise never", "always"),
+                                         ("never", "never"), ("madvise\n", "madvise")])
+def test_thp_mode_parses_kernel_and_plain_forms(text, mode):
+    assert parse_thp(text) == mode
+
+
+def test_rc_local_block_is_inserted_before_exit_and_replaced_in_place(lab_like_plan):
+    block = render.rc_local_block(lab_like_plan, lab_like_plan.host_plan("lab1"))
+    assert "echo never > /sys/kernel/mm/transparent_hugepage/enabled" in block
+    original = "#!/bin/sh -e\n/usr/local/bin/site-thing\nexit 0\n"
+    merged = render.with_rc_local_block(original, block)
+    assert merged.index("site-thing") < merged.index(render.RC_LOCAL_BEGIN) < merged.index("exit 0")
+    again = render.with_rc_local_block(merged, block.replace("never", "madvise"))
+    assert again.count(render.RC_LOCAL_BEGIN) == 1 and "echo madvise" in again and "site-thing" in again
+    assert render.with_rc_local_block(None, block).startswith("#!/bin/sh\n")
+
+
+def test_facts_parse_one_round_trip_output():
+    output = "\n".join(["@@provision:platform", "debian|12|x86_64", "@@provision:init", "lab-init",
+                        "@@provision:active_bin", "versions/7.0.15/bin", "@@provision:version",
+                        "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 build=abc",
+                        "@@provision:tools", "gcc", "@@provision:package_manager", "/usr/bin/apt-get",
+                        "@@provision:redis_user", "999"])
+    found = facts.parse(output)
+    assert found.platform == "debian-12-x86_64" and found.installed_version == "7.0.15"
+    assert found.missing_build_tools == ("gcc",) and found.package_manager == "apt-get" and found.has_redis_user
+
+
+def test_facts_parse_bare_host():
+    output = "@@provision:platform\nrocky|9.3|aarch64\n@@provision:init\nsystemd\n@@provision:active_bin\n" \
+             "@@provision:version\n@@provision:tools\n@@provision:package_manager\n/usr/bin/dnf\n@@provision:redis_user\n"
+    found = facts.parse(output)
+    assert found.installed_version is None and found.active_bin is None and not found.has_redis_user
+    assert found.package_manager == "dnf" and found.init_system == "systemd"
+
+
+def test_reply_parsers():
+    assert topology.parse_master_address("10.77.0.13\n6379\n") == ("10.77.0.13", 6379)
+    assert topology.parse_master_address("\n") is None
+    assert topology.parse_role("slave\n10.77.0.11\n6379\nconnected\n100\n") == "slave"
+    info = rediscli.parse_info("# Replication\r\nrole:slave\r\nmaster_link_status:up\r\n")
+    assert info == {"role": "slave", "master_link_status": "up"}
+    assert sentinel_step.parse_pairs("name\nmymaster\nip\n10.0.0.1\nnum-slaves\n2\n")["num-slaves"] == "2"
+
+
+def test_secret_masker_hides_passwords_and_their_hashes(lab_like_plan):
+    mask = orchestrate.secret_masker(lab_like_plan)
+    text = f"masterauth replication-password-1\nuser admin on #{render.password_hash('admin-password-1')}"
+    masked = mask(text)
+    assert "replication-password-1" not in masked and render.password_hash("admin-password-1") not in masked
+
+
+def test_redis_cli_command_line_never_carries_a_password(lab_like_plan):
+    line = rediscli.command_line(lab_like_plan.layout, "10.0.0.1", 6379, ["PING"], lab_like_plan.inventory.acl.admin)
+    assert "admin-password-1" not in line and "REDISCLI_AUTH" in line and " -a " not in line

@@ -1,0 +1,195 @@
+"""Inventory validation: every bad inventory is refused with file, key path and line, before
+any host is touched."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from provision import cli, inventory, remote
+from provision.errors import InventoryError
+
+SHA = "98066f5363504b26c34dd20fbcc3c957990d764cdf42576c836fc021073f4341"
+ENVIRONMENT = {"PA": "admin-password-1", "PR": "replica-password-1", "PS": "sentinel-password-1",
+               "PP": "app-password-1234"}
+
+
+def base() -> dict:
+    return {
+        "hosts": {"a": {"address": "10.0.0.1"}, "b": {"address": "10.0.0.2"}, "c": {"address": "10.0.0.3"}},
+        "redis": {"version": "7.0.15", "source": {"url": "https://example.invalid/redis-7.0.15.tar.gz", "sha256": SHA}},
+        "groups": {"mymaster": {"master": "a", "replicas": ["b", "c"], "quorum": 2}},
+        "sentinels": ["a", "b", "c"],
+        "acl": {"admin": {"password_env": "PA"}, "replication": {"password_env": "PR"},
+                "sentinel": {"password_env": "PS"},
+                "users": {"app": {"password_env": "PP", "rules": "~app:* +@read"}}},
+    }
+
+
+def write(tmp_path, document, name="inv.yml") -> str:
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else yaml.safe_dump(document, sort_keys=False))
+    return str(path)
+
+
+def problems_of(tmp_path, document, environment=ENVIRONMENT) -> list[str]:
+    path = write(tmp_path, document)
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(path, environment)
+    return caught.value.problems
+
+
+def test_valid_inventory_loads_with_defaults(tmp_path):
+    loaded = inventory.load(write(tmp_path, base()), ENVIRONMENT)
+    assert [host.name for host in loaded.hosts] == ["a", "b", "c"]
+    assert loaded.hosts[0].data_address == "10.0.0.1"
+    assert loaded.groups[0].port == 6379 and loaded.groups[0].replicas == ("b", "c")
+    assert loaded.acl.admin.password.value == "admin-password-1"
+    assert dict(loaded.system.sysctl)["vm.overcommit_memory"] == 1
+    assert loaded.redis.install_dir == "/app/redis"
+
+
+def test_secret_values_never_appear_in_reprs(tmp_path):
+    loaded = inventory.load(write(tmp_path, base()), ENVIRONMENT)
+    assert "admin-password-1" not in repr(loaded)
+    assert "admin-password-1" not in str(loaded.acl.admin.password)
+
+
+def mutate(path, value=None, delete=False):
+    def apply(document):
+        target = document
+        for key in path[:-1]:
+            target = target[key]
+        if delete:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+        return document
+    return apply
+
+
+BAD = [
+    ("unknown top-level key", mutate(("hostz",), {}), "hostz: unknown key"),
+    ("unknown host key with hint", mutate(("hosts", "a", "adress"), "x"), "hosts.a.adress: unknown key (did you mean 'address'?)"),
+    ("host without address", mutate(("hosts", "a", "address"), delete=True), "hosts.a.address: is required"),
+    ("port not an integer", mutate(("hosts", "a", "port"), "twenty-two"), "hosts.a.port: expected an integer"),
+    ("port out of range", mutate(("hosts", "a", "port"), 70000), "hosts.a.port: expected an integer of at least 1 and at most 65535"),
+    ("sudo not a boolean", mutate(("hosts", "a", "sudo"), "yes please"), "hosts.a.sudo: expected true or false"),
+    ("duplicate ssh address", mutate(("hosts", "b", "address"), "10.0.0.1"), "hosts.b.address: 10.0.0.1:22 is also the SSH address of host 'a'"),
+    ("duplicate data address", mutate(("hosts", "c", "data_address"), "10.0.0.2"), "hosts.c.data_address: 10.0.0.2 is also the data address of host 'b'"),
+    ("no hosts", mutate(("hosts",), {}), "hosts: expected a mapping of host name"),
+    ("bad host name", mutate(("hosts", "bad name!"), {"address": "10.0.0.9"}), "hosts.bad name!: host names are"),
+    ("version not quoted release", mutate(("redis", "version"), "7.0"), 'redis.version: expected a release such as "7.0.15"'),
+    ("version a number", mutate(("redis", "version"), 7.0), "redis.version: expected a string"),
+    ("malformed sha256", mutate(("redis", "source", "sha256"), "abc123"), "redis.source.sha256: expected 64 lowercase hex digits, got 'abc123' (6 characters)"),
+    ("uppercase sha256", mutate(("redis", "source", "sha256"), SHA.upper()), "redis.source.sha256: expected 64 lowercase hex digits"),
+    ("missing sha256", mutate(("redis", "source", "sha256"), delete=True), "redis.source.sha256: is required"),
+    ("both url and tarball", mutate(("redis", "source", "tarball"), "/tmp/x.tar.gz"), "redis.source: give exactly one of url"),
+    ("tarball that does not exist", lambda d: (d["redis"]["source"].pop("url"), mutate(("redis", "source", "tarball"), "/nonexistent/redis.tar.gz")(d))[1],
+     "redis.source.tarball: no such file: /nonexistent/redis.tar.gz"),
+    ("url not http", mutate(("redis", "source", "url"), "ftp://x/y.tgz"), "redis.source.url: expected an http(s) URL"),
+    ("relative install dir", mutate(("redis", "install_dir"), "app/redis"), "redis.install_dir: expected an absolute directory"),
+    ("sentinel port equals redis port", mutate(("redis", "sentinel_port"), 6379), "redis.sentinel_port: must differ from redis.port"),
+    ("bad maxmemory", mutate(("redis", "maxmemory"), "lots"), "redis.maxmemory: expected a size"),
+    ("bad eviction policy", mutate(("redis", "maxmemory_policy"), "lru"), "redis.maxmemory_policy: expected one of"),
+    ("reserved directive in settings", mutate(("redis", "settings"), {"replicaof": "10.0.0.9 6379"}), "redis.settings.replicaof: replicaof is managed by the tool"),
+    ("bad save", mutate(("redis", "save"), "every minute"), "redis.save: expected pairs"),
+    ("master is also replica", mutate(("groups", "mymaster", "replicas"), ["a", "b", "c"]), "groups.mymaster.replicas.0: 'a' is this group's master"),
+    ("replica listed twice", mutate(("groups", "mymaster", "replicas"), ["b", "b"]), "groups.mymaster.replicas.1: 'b' is listed twice"),
+    ("unknown master host", mutate(("groups", "mymaster", "master"), "z"), "groups.mymaster.master: unknown host 'z'"),
+    ("unknown replica host", mutate(("groups", "mymaster", "replicas"), ["b", "y"]), "groups.mymaster.replicas.1: unknown host 'y'"),
+    ("missing quorum", mutate(("groups", "mymaster", "quorum"), delete=True), "groups.mymaster.quorum: is required"),
+    ("quorum larger than sentinels", mutate(("groups", "mymaster", "quorum"), 4), "groups.mymaster.quorum: quorum 4 is larger than the 3 sentinels"),
+    ("quorum unreachable when master host dies", mutate(("groups", "mymaster", "quorum"), 3),
+     "groups.mymaster.quorum: when 'a' fails, 2 sentinel(s) remain; a failover needs the quorum (3)"),
+    ("too few sentinels", mutate(("sentinels",), ["a", "b"]), "sentinels: 2 sentinel(s); at least 3"),
+    ("sentinel unknown host", mutate(("sentinels",), ["a", "b", "q"]), "sentinels.2: unknown host 'q'"),
+    ("sentinel listed twice", mutate(("sentinels",), ["a", "b", "b"]), "sentinels.2: 'b' is listed twice"),
+    ("sentinels not a list", mutate(("sentinels",), "a,b,c"), "sentinels: expected a list"),
+    ("min replicas above replica count", mutate(("groups", "mymaster", "min_replicas_to_write"), 3),
+     "groups.mymaster.min_replicas_to_write: 3 is more than the group's 2 replicas"),
+    ("missing secret env", mutate(("acl", "admin", "password_env"), "NOT_SET_ANYWHERE"), "acl.admin.password_env: environment variable NOT_SET_ANYWHERE is not set"),
+    ("inline password", mutate(("acl", "replication"), {"password": "hunter2"}), "acl.replication.password: unknown key"),
+    ("missing secret file", mutate(("acl", "sentinel"), {"password_file": "/nonexistent/secret"}), "acl.sentinel.password_file: cannot read /nonexistent/secret"),
+    ("password inside rules", mutate(("acl", "users", "app", "rules"), "~app:* >hunter2 +@all"), "acl.users.app.rules: passwords do not go in rules"),
+    ("nopass in rules", mutate(("acl", "users", "app", "rules"), "nopass ~* +@all"), "acl.users.app.rules: on/off/nopass/resetpass are set by the tool"),
+    ("user named default", mutate(("acl", "users", "default"), {"password_env": "PP", "rules": "+@all"}), "the default user is disabled by the tool"),
+    ("user name clash with built-in", mutate(("acl", "users", "admin"), {"password_env": "PP", "rules": "+@all"}), "user name 'admin' is used twice"),
+    ("missing acl section", mutate(("acl",), delete=True), "acl: is required"),
+    ("sysctl value not integer", mutate(("system",), {"sysctl": {"net.core.somaxconn": "lots"}}), "system.sysctl.net.core.somaxconn: expected an integer"),
+    ("bad overcommit", mutate(("system",), {"sysctl": {"vm.overcommit_memory": 5}}), "system.sysctl.vm.overcommit_memory: expected 0, 1 or 2"),
+    ("bad thp mode", mutate(("system",), {"transparent_hugepage": "off"}), "system.transparent_hugepage: expected one of never, madvise, always"),
+    ("two groups same port on a host", lambda d: (d["groups"].__setitem__("other", {"master": "b", "replicas": ["a"], "quorum": 2}), d)[1],
+     "host 'b' already serves group 'mymaster' on port 6379"),
+    ("group port is sentinel port", mutate(("groups", "mymaster", "port"), 26379), "groups.mymaster.port: 26379 is the Sentinel port"),
+    ("controller parallel zero", mutate(("controller",), {"parallel": 0}), "controller.parallel: expected an integer of at least 1"),
+]
+
+
+@pytest.mark.parametrize("label, change, expected", BAD, ids=[case[0] for case in BAD])
+def test_bad_inventory_is_refused_naming_file_key_and_line(tmp_path, label, change, expected):
+    document = change(copy.deepcopy(base()))
+    problems = problems_of(tmp_path, document)
+    matching = [problem for problem in problems if expected in problem]
+    assert matching, f"expected {expected!r} in {problems}"
+    assert matching[0].startswith(str(tmp_path / "inv.yml") + ":"), matching[0]
+    assert matching[0].split(":")[1].isdigit(), f"no line number in {matching[0]!r}"
+
+
+def test_duplicate_host_key_is_refused_with_its_line(tmp_path):
+    text = yaml.safe_dump(base(), sort_keys=False).replace("  c:\n", "  b:\n", 1)
+    problems = problems_of(tmp_path, text)
+    expected_line = text.splitlines().index("  b:", text.splitlines().index("  b:") + 1) + 1
+    assert any(p.startswith(f"{tmp_path / 'inv.yml'}:{expected_line}: hosts.b: duplicate key") for p in problems), problems
+
+
+def test_line_number_points_at_the_offending_key(tmp_path):
+    document = base()
+    document["redis"]["source"]["sha256"] = "nothex"
+    text = yaml.safe_dump(document, sort_keys=False)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "sha256: nothex" in l)
+    problems = problems_of(tmp_path, text)
+    assert any(p.startswith(f"{tmp_path / 'inv.yml'}:{line}: redis.source.sha256:") for p in problems), problems
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    document = base()
+    document["redis"]["source"]["sha256"] = "bad"
+    document["sentinels"] = ["a"]
+    document["hosts"]["a"]["port"] = "x"
+    assert len(problems_of(tmp_path, document)) >= 3
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    problems = problems_of(tmp_path, "hosts:\n  a: {address: [unclosed\n")
+    assert problems[0].startswith(str(tmp_path / "inv.yml") + ":") and "not valid YAML" in problems[0]
+
+
+def test_empty_file_is_refused(tmp_path):
+    assert "the file is empty" in problems_of(tmp_path, "")[0]
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(InventoryError, match="cannot read the inventory"):
+        inventory.load(tmp_path / "absent.yml")
+
+
+def test_password_file_secret_is_read_and_relative_to_the_inventory(tmp_path):
+    (tmp_path / "admin.pw").write_text("file-password-123\n")
+    document = base()
+    document["acl"]["admin"] = {"password_file": "admin.pw"}
+    loaded = inventory.load(write(tmp_path, document), ENVIRONMENT)
+    assert loaded.acl.admin.password.value == "file-password-123"
+
+
+@pytest.mark.parametrize("label, change, expected", BAD[:12] + BAD[24:36], ids=[c[0] for c in BAD[:12] + BAD[24:36]])
+def test_bad_inventory_makes_no_ssh_connection(tmp_path, monkeypatch, label, change, expected):
+    attempts = []
+    monkeypatch.setattr(remote, "connect", lambda *a, **k: attempts.append(a))
+    for key, value in ENVIRONMENT.items():
+        monkeypatch.setenv(key, value)
+    path = write(tmp_path, change(copy.deepcopy(base())))
+    with pytest.raises(InventoryError):
+        cli.deploy(path, say=lambda _: None)
+    assert attempts == []
