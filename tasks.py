@@ -24,4 +24,15 @@ def deploy(c, inventory=DEFAULT_INVENTORY, check=False, diff=False, limit=None, 
         raise Exit("deploy failed on some hosts (see above)", 1)
 
 
-namespace = Collection(lab, deploy)
+@task(help={"inventory": "inventory file (default inventory/lab.yml)", "json": "machine-readable output"})
+def verify(c, inventory=DEFAULT_INVENTORY, json=False):
+    """Check the deployment read-only (roles per the Sentinels' current view); exit 1 if any check fails."""
+    try:
+        ok = cli.verify(inventory, as_json=json)
+    except ProvisionError as error:
+        raise Exit(f"error: {error}", 2)
+    if not ok:
+        raise Exit(code=1)
+
+
+namespace = Collection(lab, deploy, verify)

@@ -29,3 +29,12 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
     report = orchestrate.deploy(plan, options, say=say)
     say(orchestrate.format_recap(report, plan, show_diff=diff))
     return report
+
+
+def verify(inventory_path: str, as_json: bool = False, say=print) -> bool:
+    from provision import verify as verifier
+    plan = load_plan(inventory_path)
+    results = verifier.run(plan)
+    mask = orchestrate.secret_masker(plan)
+    say(mask(verifier.format_json(results) if as_json else verifier.format_table(results)))
+    return all(result.ok for result in results)

@@ -1,0 +1,279 @@
+"""Read-only checks of a deployment, in parallel over hosts; each answers ok/fail with a detail
+that says what and where. Roles are checked against the CURRENT topology (the Sentinels' view),
+not the inventory's initial master, so a deployment after a failover verifies clean.
+
+The one write is verify's own key (set on the master, read on each replica, then deleted): the
+only proof that replication carries data end to end.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from provision import orchestrate, rediscli, remote as remotes_module, render, topology
+from provision.errors import ProvisionError
+from provision.inventory import Group, Host
+from provision.plan import Plan
+from provision.remote import Remote
+from provision.steps import sentinel as sentinel_step
+from provision.steps.system import RC_LOCAL, THP_FILES, parse_thp
+
+LAG_LIMIT_SECONDS = 10
+OFFSET_CONVERGE_SECONDS = 5.0
+VERIFY_KEY_PREFIX = "__redis_provision_verify__:"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    host: str
+    check: str
+    ok: bool
+    detail: str = ""
+
+
+class _Checks:
+    """Collects results for one host."""
+
+    def __init__(self, host: str):
+        self.host, self.results = host, []
+
+    def add(self, check: str, ok: bool, detail: str = "") -> bool:
+        self.results.append(CheckResult(self.host, check, bool(ok), detail))
+        return bool(ok)
+
+
+def _admin_call(plan: Plan, connection: Remote, host: Host, port: int, args: list[str]):
+    return rediscli.call(connection, plan.layout, host.data_address, port, args, user=plan.inventory.acl.admin,
+                         timeout=10)
+
+
+def _listening(connection: Remote, address: str, port: int) -> bool:
+    result = connection.run(f"ss -ltnH {shlex.quote(f'sport = :{port}')}")
+    return f"{address}:{port}" in result.stdout
+
+
+def _check_system(plan: Plan, connection: Remote, checks: _Checks) -> None:
+    layout, redis, system = plan.layout, plan.inventory.redis, plan.inventory.system
+    result = connection.run(f"{shlex.quote(layout.binary('redis-server'))} --version; "
+                            f"test -x {shlex.quote(layout.binary('redis-cli'))} && test -e {shlex.quote(layout.binary('redis-sentinel'))} && echo tools-ok")
+    checks.add("binaries", f"v={redis.version}" in result.stdout and "tools-ok" in result.stdout,
+               result.stdout.split(" sha=")[0].strip() or result.stderr.strip() or "absent")
+    keys = [key for key, _ in system.sysctl]
+    values = connection.run("sysctl -n " + " ".join(shlex.quote(key) for key in keys)).stdout.split()
+    for (key, wanted), current in zip(system.sysctl, values + [""] * len(keys)):
+        checks.add(f"sysctl {key}", current == str(wanted), f"{current or '?'} (want {wanted})")
+    thp = connection.run("cat " + " ".join(THP_FILES)).stdout.splitlines()
+    for path, text in zip(THP_FILES, thp + [""] * 2):
+        mode = parse_thp(text) if text else "?"
+        checks.add(f"thp {path.rsplit('/', 1)[1]}", mode == system.transparent_hugepage,
+                   f"{mode} (want {system.transparent_hugepage})")
+    rc = connection.run(f"test -x {RC_LOCAL} && echo executable; cat {RC_LOCAL}")
+    line = f"echo {system.transparent_hugepage} > /sys/kernel/mm/transparent_hugepage/enabled"
+    checks.add("rc.local", rc.stdout.startswith("executable") and line in rc.stdout,
+               "executable, disables THP" if rc.stdout.startswith("executable") and line in rc.stdout
+               else ("not executable" if "executable" not in rc.stdout else f"missing line: {line}"))
+
+
+def _check_file_modes(plan: Plan, connection: Remote, checks: _Checks, paths: list[str]) -> None:
+    quoted = " ".join(shlex.quote(path) for path in paths)
+    result = connection.run(f"stat -c '%n %a %U' {quoted}")
+    seen = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if len(line.split()) == 3}
+    for path in paths:
+        mode, owner = seen.get(path, ["absent", "-"])
+        private = mode != "absent" and int(mode, 8) & 0o007 == 0
+        checks.add(f"file mode {path.rsplit('/', 1)[1]}", private and owner == "redis",
+                   f"{mode} {owner} (want no access for others, owner redis)")
+
+
+def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, master: Host | None) -> None:
+    host = connection.host
+    port = group.port
+    pid = connection.run(f"p=$(cat {shlex.quote(plan.layout.run_dir)}/redis-{port}.pid 2>/dev/null) && kill -0 \"$p\" && echo $p")
+    if not checks.add(f"redis :{port} running", pid.ok, f"pid {pid.stdout.strip()}" if pid.ok else "not running"):
+        return
+    checks.add(f"redis :{port} listening", _listening(connection, host.data_address, port), f"{host.data_address}:{port}")
+    unauthenticated = rediscli.call(connection, plan.layout, host.data_address, port, ["PING"], timeout=5)
+    checks.add(f"redis :{port} default user closed", unauthenticated.stdout.strip() != "PONG",
+               "unauthenticated PING refused" if unauthenticated.stdout.strip() != "PONG" else "PONG without a password")
+    info = rediscli.parse_info(_admin_call(plan, connection, host, port, ["INFO", "replication"]).stdout)
+    if master is None:
+        checks.add(f"redis :{port} role", False, "no current master known for the group")
+    elif master.name == host.name:
+        checks.add(f"redis :{port} role", info.get("role") == "master",
+                   f"{info.get('role')} (current master of {group.name})")
+    else:
+        pointed = info.get("master_host")
+        checks.add(f"redis :{port} role", info.get("role") == "slave" and pointed == master.data_address,
+                   f"{info.get('role')} of {pointed} (want replica of {master.data_address}, {master.name})")
+        checks.add(f"redis :{port} link", info.get("master_link_status") == "up",
+                   f"master_link_status:{info.get('master_link_status')}")
+    acl = _admin_call(plan, connection, host, port, ["ACL", "LIST"]).stdout.splitlines()
+    for user in plan.inventory.acl.all_users:
+        line = next((entry for entry in acl if entry.startswith(f"user {user.name} ")), None)
+        wanted_tokens = [{"allchannels": "&*", "allkeys": "~*", "allcommands": "+@all"}.get(token, token)
+                         for token in user.rules.split()]
+        problems = [] if line else ["absent"]
+        if line:
+            if " on " not in f" {line} ":
+                problems.append("disabled")
+            if "#" + render.password_hash(user.password.value) not in line:
+                problems.append("password differs")
+            # Redis expands +@category rules into command lists, so those are left to the
+            # DRYRUN probe below; key/channel patterns and single commands must appear as given.
+            problems += [f"lacks {token}" for token in wanted_tokens
+                         if "@" not in token and token not in line.split()]
+        checks.add(f"acl user {user.name}", not problems, ", ".join(problems) or "present, on, password and patterns as wanted")
+    replication = plan.inventory.acl.replication.name
+    dry = _admin_call(plan, connection, host, port, ["ACL", "DRYRUN", replication, "SET", "k", "v"]).stdout.strip()
+    checks.add("acl replication user cannot write", dry != "OK", dry[:80])
+    default = next((entry for entry in acl if entry.startswith("user default ")), "")
+    checks.add("acl default user off", " off " in f" {default} ", default or "absent")
+
+
+def _check_sentinel(plan: Plan, connection: Remote, checks: _Checks, agreed: dict[str, str]) -> None:
+    host, port = connection.host, plan.inventory.redis.sentinel_port
+    pid = connection.run(f"p=$(cat {shlex.quote(plan.layout.run_dir)}/sentinel.pid 2>/dev/null) && kill -0 \"$p\" && echo $p")
+    if not checks.add("sentinel running", pid.ok, f"pid {pid.stdout.strip()}" if pid.ok else "not running"):
+        return
+    checks.add("sentinel listening", _listening(connection, host.data_address, port), f"{host.data_address}:{port}")
+
+    def ask(args):
+        return rediscli.call(connection, plan.layout, host.data_address, port, args, timeout=10).stdout
+
+    info = rediscli.parse_info(ask(["INFO", "sentinel"]))
+    checks.add("sentinel not in TILT", info.get("sentinel_tilt") == "0", f"sentinel_tilt:{info.get('sentinel_tilt')}")
+    sentinel_count = len(plan.inventory.sentinels)
+    for group in plan.inventory.groups:
+        state = sentinel_step.parse_pairs(ask(["SENTINEL", "MASTER", group.name]))
+        checks.add(f"sentinel {group.name} master", state.get("ip") == agreed.get(group.name) and "s_down" not in state.get("flags", "") + "",
+                   f"{state.get('ip')}:{state.get('port')} flags={state.get('flags')} (agreed: {agreed.get(group.name)})")
+        checks.add(f"sentinel {group.name} replicas", state.get("num-slaves") == str(len(group.replicas)),
+                   f"sees {state.get('num-slaves')} (want {len(group.replicas)})")
+        checks.add(f"sentinel {group.name} peers", state.get("num-other-sentinels") == str(sentinel_count - 1),
+                   f"sees {state.get('num-other-sentinels')} other sentinels (want {sentinel_count - 1})")
+        quorum = ask(["SENTINEL", "CKQUORUM", group.name]).strip()
+        checks.add(f"sentinel {group.name} ckquorum", quorum.startswith("OK"), quorum)
+
+
+def _agreed_masters(plan: Plan, connections: dict[str, Remote]) -> tuple[dict[str, str], list[CheckResult]]:
+    """group → master address the sentinels agree on (majority of all sentinels)."""
+    agreed, results = {}, []
+    for group in plan.inventory.groups:
+        answers = topology.sentinel_answers(plan, connections, group)
+        counted = Counter(answers)
+        address, votes = counted.most_common(1)[0] if counted else (None, 0)
+        majority = len(plan.inventory.sentinels) // 2 + 1
+        ok = votes >= majority and len(counted) == 1
+        results.append(CheckResult("(all)", f"sentinels agree on {group.name}", ok,
+                                   f"{dict(counted) or 'no answer'} (need {majority} of {len(plan.inventory.sentinels)} on one address)"))
+        if address:
+            agreed[group.name] = address
+    return agreed, results
+
+
+def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, master: Host) -> list[CheckResult]:
+    """A verify-owned key written on the master must appear on every replica; lag and offsets."""
+    results = []
+    master_connection = connections.get(master.name)
+    if master_connection is None:
+        return [CheckResult(master.name, f"{group.name} write", False, "no connection to the master")]
+    key = VERIFY_KEY_PREFIX + secrets.token_hex(6)
+    value = secrets.token_hex(8)
+    written = _admin_call(plan, master_connection, master, group.port, ["SET", key, value, "EX", "60"])
+    if written.stdout.strip() != "OK":
+        return [CheckResult(master.name, f"{group.name} write", False, (written.stdout + written.stderr).strip())]
+    info = rediscli.parse_info(_admin_call(plan, master_connection, master, group.port, ["INFO", "replication"]).stdout)
+    replicas_seen = {}
+    for field, text in info.items():
+        if field.startswith("slave") and field[5:].isdigit():
+            parts = dict(item.split("=", 1) for item in text.split(",") if "=" in item)
+            replicas_seen[parts.get("ip")] = parts
+    try:
+        for name in group.members:
+            if name == master.name or name not in connections:
+                continue
+            replica = plan.inventory.host(name)
+            seen = replicas_seen.get(replica.data_address, {})
+            lag = int(seen.get("lag", "-1")) if seen else -1
+            results.append(CheckResult(name, f"{group.name} lag", 0 <= lag <= LAG_LIMIT_SECONDS,
+                                       f"lag {lag}s, state {seen.get('state', 'not connected')} (limit {LAG_LIMIT_SECONDS}s)"))
+            deadline = time.monotonic() + OFFSET_CONVERGE_SECONDS
+            got = ""
+            while time.monotonic() < deadline:
+                got = _admin_call(plan, connections[name], replica, group.port, ["GET", key]).stdout.strip()
+                if got == value:
+                    break
+                time.sleep(0.1)
+            results.append(CheckResult(name, f"{group.name} replicated write", got == value,
+                                       "verify key read back" if got == value else
+                                       f"verify key not seen after {OFFSET_CONVERGE_SECONDS:.0f}s"))
+    finally:
+        _admin_call(plan, master_connection, master, group.port, ["DEL", key])
+    return results
+
+
+def run(plan: Plan) -> list[CheckResult]:
+    orchestrate.enter_controller_namespace(plan)
+    connections: dict[str, Remote] = {}
+    results: list[CheckResult] = []
+
+    def open_one(host_plan):
+        try:
+            connections[host_plan.host.name] = remotes_module.connect(host_plan.host, plan.inventory.controller.connect_timeout)
+        except ProvisionError as error:
+            results.append(CheckResult(host_plan.host.name, "ssh", False, str(error).splitlines()[-1].strip()))
+
+    with ThreadPoolExecutor(max_workers=plan.inventory.controller.parallel) as pool:
+        list(pool.map(open_one, plan.hosts))
+        try:
+            agreed, agreement = _agreed_masters(plan, connections)
+            results += agreement
+            current = {group.name: plan.host_by_data_address(agreed[group.name]) if group.name in agreed else None
+                       for group in plan.inventory.groups}
+
+            def host_checks(host_plan) -> list[CheckResult]:
+                if host_plan.host.name not in connections:
+                    return []
+                connection = connections[host_plan.host.name]
+                checks = _Checks(host_plan.host.name)
+                _check_system(plan, connection, checks)
+                secret_files = [plan.layout.acl_file] + [plan.layout.redis_conf(n.port) for n in host_plan.nodes]
+                if host_plan.runs_sentinel:
+                    secret_files.append(plan.layout.sentinel_conf)
+                _check_file_modes(plan, connection, checks, secret_files)
+                for node in host_plan.nodes:
+                    _check_node(plan, connection, checks, node.group, current[node.group.name])
+                if host_plan.runs_sentinel:
+                    _check_sentinel(plan, connection, checks, agreed)
+                return checks.results
+
+            for host_results in pool.map(host_checks, plan.hosts):
+                results += host_results
+            for group in plan.inventory.groups:
+                if current[group.name] is not None:
+                    results += _check_data_path(plan, connections, group, current[group.name])
+        finally:
+            for connection in connections.values():
+                connection.close()
+    return results
+
+
+def format_table(results: list[CheckResult]) -> str:
+    width_host = max([len(r.host) for r in results] + [4])
+    width_check = max([len(r.check) for r in results] + [5])
+    lines = [f"{'HOST':{width_host}}  {'CHECK':{width_check}}  RESULT  DETAIL"]
+    for result in results:
+        lines.append(f"{result.host:{width_host}}  {result.check:{width_check}}  {'ok' if result.ok else 'FAIL':6}  {result.detail}")
+    failed = sum(not r.ok for r in results)
+    lines.append(f"{len(results)} checks, {len(results) - failed} ok, {failed} failed")
+    return "\n".join(lines)
+
+
+def format_json(results: list[CheckResult]) -> str:
+    failed = sum(not r.ok for r in results)
+    return json.dumps({"ok": failed == 0, "failed": failed, "checks": [asdict(r) for r in results]}, indent=2)
