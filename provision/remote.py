@@ -75,7 +75,9 @@ class Remote:
                 while channel.recv_stderr_ready():
                     stderr += channel.recv_stderr(65536)
                     busy = True
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                # sshd may send exit-status before the last of stdout: output ends at EOF.
+                if (channel.exit_status_ready() and (channel.eof_received or channel.closed)
+                        and not channel.recv_ready() and not channel.recv_stderr_ready()):
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     return CommandResult(command, 124, stdout.decode(errors="replace"),

@@ -14,9 +14,18 @@ from provision.lab.paths import default_paths
 LAB_HOST_COUNT = 3
 
 
+# The lab tier shares one set of hosts; its modules build on each other in this order
+# (bare hosts, then a deploy, then breaking and failing it over). Unit tests go first.
+LAB_MODULE_ORDER = ("test_lab", "test_deploy_lab", "test_verify_lab", "test_drill_lab")
+
+
 def pytest_collection_modifyitems(items):
-    """Tests marked lab_teardown take the lab down: they run after everything else."""
-    items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)
+    """Unit tests first, then the lab modules in order; lab_teardown tests last of all."""
+    def rank(item):
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        position = LAB_MODULE_ORDER.index(module) + 1 if module in LAB_MODULE_ORDER else 0
+        return (item.get_closest_marker("lab_teardown") is not None, position)
+    items.sort(key=rank)
 
 
 def pytest_configure(config):
@@ -47,6 +56,12 @@ def lab(lab_paths, tmp_path_factory):
 @pytest.fixture(scope="session")
 def lab_inventory(lab):
     return inventory.load(lab)
+
+
+@pytest.fixture(scope="session")
+def artifact_dir(tmp_path_factory):
+    """An empty build cache for this session, so the first deploy really compiles."""
+    return tmp_path_factory.mktemp("artifacts")
 
 
 @pytest.fixture

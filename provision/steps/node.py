@@ -130,5 +130,9 @@ def wait_replica_linked(run: HostRun, node: NodePlan) -> None:
         result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["INFO", "replication"],
                                user=run.plan.inventory.acl.admin, timeout=5)
         info = rediscli.parse_info(result.stdout)
+        if info.get("role") == "master":
+            raise HostError(run.name, run.step, f"wait for redis-server :{node.port} master_link_status:up",
+                            "it is a master now: a Sentinel failover promoted it during this run; "
+                            "re-run deploy to converge on the new topology")
         return info.get("master_link_status") == "up", {k: info.get(k) for k in ("role", "master_host", "master_link_status")}
     services.wait_until(run, f"redis-server :{node.port} master_link_status:up", probe, 60)

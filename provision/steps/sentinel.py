@@ -136,6 +136,10 @@ def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:
     for group in run.plan.inventory.groups:
         def probe(group=group):
             state = parse_pairs(_sentinel(run, ["SENTINEL", "MASTER", group.name]))
+            if state.get("ip") and state.get("ip") != master_addresses[group.name]:
+                raise HostError(run.name, run.step, f"SENTINEL MASTER {group.name}",
+                                f"the sentinel now names {state.get('ip')} as master, not {master_addresses[group.name]} "
+                                "as when this run started: a failover happened during the run; re-run deploy")
             ok = (state.get("ip") == master_addresses[group.name]
                   and int(state.get("num-slaves", 0)) >= len(group.replicas)
                   and int(state.get("num-other-sentinels", 0)) >= sentinel_count - 1)

@@ -1,0 +1,177 @@
+"""`invoke deploy` on three real lab hosts: fresh, again, with --check --diff, after a failover,
+with a bad source, with a host gone, with a config Redis refuses."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from provision import remote
+from provision.lab import hosts as lab_hosts
+from tests.labtools import (client, deploy, master_per_sentinel, settled_after_failover, start_times, variant,
+                            verify_failures, wait_for)
+
+pytestmark = pytest.mark.lab
+
+
+def _run(lab_inventory, host_name: str, command: str) -> str:
+    connection = remote.connect(lab_inventory.host(host_name))
+    try:
+        return connection.check("probe", command).stdout
+    finally:
+        connection.close()
+
+
+def test_fresh_deploy_builds_once_and_gives_a_healthy_replicated_group(lab, lab_inventory, artifact_dir):
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok, output
+    actions = {outcome.host: [change.action for change in outcome.changes] for outcome in report.outcomes}
+    builders = [host for host, done in actions.items() if any(a.startswith("build Redis") for a in done)]
+    shipped = [host for host, done in actions.items() if any("from the build cache" in a for a in done)]
+    assert len(builders) == 1 and sorted(builders + shipped) == ["lab1", "lab2", "lab3"], actions
+    assert len(list(artifact_dir.iterdir())) == 1
+
+    assert client(lab_inventory, "lab1").info("replication")["role"] == "master"
+    for replica in ("lab2", "lab3"):
+        info = client(lab_inventory, replica).info("replication")
+        assert info["role"] == "slave" and info["master_host"] == "10.77.0.11" and info["master_link_status"] == "up"
+    wait_for(lambda: set(master_per_sentinel(lab_inventory).values()) == {"10.77.0.11"}, 30, "sentinels agree")
+    assert verify_failures(lab) == []
+
+
+def test_acl_users_work_as_granted_and_the_default_user_is_closed(lab_inventory):
+    app = client(lab_inventory, "lab1", user="app")
+    assert app.set("app:greeting", "hello") is True
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.set("other:key", "x")                      # outside the app's key pattern
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        client(lab_inventory, "lab1", user="replicator").set("app:x", "1")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        client(lab_inventory, "lab1", user=None).ping()
+    for replica in ("lab2", "lab3"):
+        wait_for(lambda replica=replica: client(lab_inventory, replica, user="app").get("app:greeting") == "hello",
+                 5, f"the key on {replica}")
+
+
+def test_kernel_tuning_and_thp_are_set_live_and_persistently(lab_inventory):
+    for host in ("lab1", "lab2", "lab3"):
+        output = _run(lab_inventory, host, "sysctl -n net.core.somaxconn vm.overcommit_memory net.ipv4.tcp_max_syn_backlog; "
+                                            "cat /sys/kernel/mm/transparent_hugepage/enabled; test -x /etc/rc.local && echo rc-ok; "
+                                            "cat /etc/sysctl.d/90-redis-provision.conf")
+        assert output.split()[:6] == ["1024", "1", "1024", "never", "rc-ok", "#"], output
+
+
+def test_no_secret_in_any_process_argv_on_the_hosts(lab_inventory):
+    passwords = [user.password.value for user in lab_inventory.acl.all_users]
+    for host in ("lab1", "lab2", "lab3"):
+        argv = _run(lab_inventory, host, "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
+        assert not any(password in argv for password in passwords)
+
+
+def test_second_deploy_changes_nothing_and_restarts_nothing(lab, lab_inventory, artifact_dir):
+    before = start_times(lab_inventory)
+    assert len(before) == 6
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok and report.changed == 0, output
+    assert "changed=" not in output
+    assert start_times(lab_inventory) == before
+
+
+def test_check_diff_after_editing_a_setting_shows_the_diff_and_changes_nothing(lab, lab_inventory, artifact_dir, tmp_path):
+    edited = variant(lab, tmp_path, lambda d: d["redis"].__setitem__("maxmemory", "256mb"))
+    report, output = deploy(edited, artifact_dir, check=True, diff=True)
+    assert report.ok and report.changed == 3, output
+    assert "-maxmemory 128mb" in output and "+maxmemory 256mb" in output
+    assert "check mode: nothing was changed" in output
+    assert not any(user.password.value in output for user in lab_inventory.acl.all_users)
+    for host in ("lab1", "lab2", "lab3"):
+        assert "maxmemory 128mb" in _run(lab_inventory, host, "cat /app/redis/conf/redis-6379.conf")
+        assert client(lab_inventory, host).config_get("maxmemory")["maxmemory"] == str(128 * 1024 * 1024)
+
+
+def test_live_settable_change_is_applied_without_a_restart(lab, lab_inventory, artifact_dir, tmp_path):
+    before = start_times(lab_inventory)
+    edited = variant(lab, tmp_path, lambda d: d["redis"].__setitem__("maxmemory", "256mb"))
+    report, output = deploy(edited, artifact_dir)
+    assert report.ok and "CONFIG SET maxmemory" in output, output
+    for host in ("lab1", "lab2", "lab3"):
+        assert client(lab_inventory, host).config_get("maxmemory")["maxmemory"] == str(256 * 1024 * 1024)
+    assert start_times(lab_inventory) == before
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok and report.changed == 6 and start_times(lab_inventory) == before, output
+
+
+def test_rerun_after_failover_keeps_the_new_master_and_restarts_nothing(lab, lab_inventory, artifact_dir):
+    sentinel = client(lab_inventory, "lab2", user=None, port=26379)
+    assert sentinel.execute_command("SENTINEL", "FAILOVER", "mymaster") in ("OK", b"OK", True)
+    new_master = settled_after_failover(lab_inventory, "lab1")
+    before = start_times(lab_inventory)
+    replicaof_before = {h: _run(lab_inventory, h, "grep '^replicaof' /app/redis/conf/redis-6379.conf || true")
+                        for h in ("lab1", "lab2", "lab3")}
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok and report.masters == {"mymaster": new_master}, output
+    assert report.changed == 0, output
+    assert start_times(lab_inventory) == before
+    assert {h: _run(lab_inventory, h, "grep '^replicaof' /app/redis/conf/redis-6379.conf || true")
+            for h in ("lab1", "lab2", "lab3")} == replicaof_before
+    assert client(lab_inventory, new_master).info("replication")["role"] == "master"
+    assert [n for n in ("lab1", "lab2", "lab3") if client(lab_inventory, n).info("replication")["role"] == "master"] == [new_master]
+    assert verify_failures(lab) == []
+
+
+def test_sha256_mismatch_is_refused_and_the_installed_version_stays(lab, lab_inventory, artifact_dir, tmp_path):
+    def bad_source(document):
+        document["redis"]["version"] = "7.0.16"
+        document["redis"]["source"]["sha256"] = "0" * 64
+    report, output = deploy(variant(lab, tmp_path, bad_source), artifact_dir)
+    assert not report.ok
+    failed = {outcome.host: outcome.error for outcome in report.outcomes if outcome.failed}
+    assert set(failed) == {"lab1", "lab2", "lab3"}
+    assert any("sha256 mismatch" in str(error) and "untouched" in str(error) for error in failed.values()), output
+    for host in ("lab1", "lab2", "lab3"):
+        assert _run(lab_inventory, host, "readlink /app/redis/bin").strip() == "versions/7.0.15/bin"
+        assert not _run(lab_inventory, host, "ls /app/redis/versions").split() == []
+        assert "7.0.16" not in _run(lab_inventory, host, "ls /app/redis/versions")
+    assert verify_failures(lab) == []
+
+
+def test_unreachable_host_is_named_and_the_others_finish(lab, lab_paths, lab_inventory, artifact_dir, tmp_path):
+    """A replica's host goes away (cutting the master would rightly start a failover)."""
+    replica = next(n for n in ("lab3", "lab2", "lab1") if client(lab_inventory, n).info("replication")["role"] == "slave")
+    quick = variant(lab, tmp_path, lambda d: d["controller"].__setitem__("connect_timeout", 2))
+    lab_hosts.cut_network(lab_paths, replica)
+    try:
+        report, output = deploy(quick, artifact_dir)
+    finally:
+        lab_hosts.restore_network(lab_paths, replica)
+    failed = {outcome.host: outcome.error for outcome in report.outcomes if outcome.failed}
+    assert list(failed) == [replica], output
+    assert failed[replica].step == "connect" and lab_inventory.host(replica).address in str(failed[replica])
+    assert f"FAILED {replica}" in output
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok and report.changed == 0, output
+
+
+def test_config_that_keeps_redis_from_starting_is_rolled_back(lab, lab_inventory, artifact_dir, tmp_path):
+    """A setting Redis cannot take live, with a value it refuses at start: the node gets its
+    previous config back and runs again, and the failure is reported with Redis's own words."""
+    replica = next(n for n in ("lab2", "lab3") if client(lab_inventory, n).info("replication")["role"] == "slave")
+    broken = variant(lab, tmp_path, lambda d: d["redis"].__setitem__("settings", {"databases": 0}))
+    report, output = deploy(broken, artifact_dir, limit=replica)
+    assert not report.ok
+    error = str(next(outcome.error for outcome in report.outcomes if outcome.failed))
+    assert "rolled back" in error and "runs with the previous config" in error, error
+    assert "databases 0" not in _run(lab_inventory, replica, "cat /app/redis/conf/redis-6379.conf")
+    wait_for(lambda: client(lab_inventory, replica).info("replication")["master_link_status"] == "up", 30, "link up")
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok and report.changed == 0, output
+
+
+def test_reboot_keeps_tuning_and_brings_redis_back(lab, lab_paths, lab_inventory):
+    lab_hosts.restart(lab_paths, "lab2", log=lambda _: None)
+    output = _run(lab_inventory, "lab2", "sysctl -n net.core.somaxconn vm.overcommit_memory; "
+                                         "cat /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/mm/transparent_hugepage/defrag")
+    assert output.split() == ["1024", "1", "never", "never"], output
+    wait_for(lambda: client(lab_inventory, "lab2").ping(), 20, "redis back on lab2")
+    wait_for(lambda: not verify_failures(lab), 60, "verify to pass after the reboot", interval=1)
