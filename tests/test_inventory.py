@@ -193,3 +193,12 @@ def test_bad_inventory_makes_no_ssh_connection(tmp_path, monkeypatch, label, cha
     with pytest.raises(InventoryError):
         cli.deploy(path, say=lambda _: None)
     assert attempts == []
+
+
+def test_shipped_example_inventories_are_valid(monkeypatch):
+    for variable in ("REDIS_ADMIN_PASSWORD", "REDIS_REPLICATION_PASSWORD", "REDIS_SENTINEL_PASSWORD", "REDIS_APP_PASSWORD"):
+        monkeypatch.setenv(variable, f"{variable.lower()}-example")
+    root = __import__("pathlib").Path(__file__).parent.parent / "inventory"
+    for name in ("prod.yml", "vagrant.yml"):
+        loaded = inventory.load(root / name)
+        assert len(loaded.sentinels) == 3 and loaded.groups[0].name == "mymaster"
