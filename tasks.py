@@ -35,4 +35,37 @@ def verify(c, inventory=DEFAULT_INVENTORY, json=False):
         raise Exit(code=1)
 
 
-namespace = Collection(lab, deploy, verify)
+@task(help={"inventory": "inventory file (default inventory/lab.yml)"})
+def status(c, inventory=DEFAULT_INVENTORY):
+    """Live topology per group: master, replicas with lag, each sentinel's view."""
+    try:
+        healthy = cli.status(inventory)
+    except ProvisionError as error:
+        raise Exit(f"error: {error}", 2)
+    if not healthy:
+        raise Exit(code=1)
+
+
+@task(help={"inventory": "inventory file (default inventory/lab.yml)", "group": "replication group (default: the only one)"})
+def failover(c, inventory=DEFAULT_INVENTORY, group=None):
+    """Controlled switchover via SENTINEL FAILOVER; waits until it is complete and prints the time."""
+    try:
+        cli.failover(inventory, group)
+    except ProvisionError as error:
+        raise Exit(f"error: {error}", 1)
+
+
+@task(help={"inventory": "inventory file (default inventory/lab.yml)", "mode": "kill, stop or partition",
+            "seconds": "how long a stopped or partitioned master stays away (default 10)",
+            "group": "replication group (default: the first)"})
+def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds=10, group=None):
+    """Fail the master under a writing client and measure: time to new master, unavailability, lost writes."""
+    try:
+        report = cli.drill(inventory, mode=mode, seconds=float(seconds), group=group)
+    except ProvisionError as error:
+        raise Exit(f"error: {error}", 1)
+    if not report.ok:
+        raise Exit(code=1)
+
+
+namespace = Collection(lab, deploy, verify, status, failover, drill)

@@ -38,3 +38,33 @@ def verify(inventory_path: str, as_json: bool = False, say=print) -> bool:
     mask = orchestrate.secret_masker(plan)
     say(mask(verifier.format_json(results) if as_json else verifier.format_table(results)))
     return all(result.ok for result in results)
+
+
+def status(inventory_path: str, say=print) -> bool:
+    from provision import status as live
+    plan = load_plan(inventory_path)
+    connections, unreachable = live.open_connections(plan)
+    try:
+        groups = live.view(plan, connections)
+    finally:
+        for connection in connections.values():
+            connection.close()
+    say(live.format_view(plan, groups, unreachable))
+    return not unreachable and all(group.sentinel_master for group in groups)
+
+
+def failover(inventory_path: str, group: str | None = None, say=print):
+    from provision import failover as switchover
+    plan = load_plan(inventory_path)
+    result = switchover.run(plan, group)
+    say(f"group {result.group}: {result.old_master} -> {result.new_master}; all sentinels agreed after "
+        f"{result.seconds_to_switch:.2f}s, {result.old_master} replicating from it after {result.seconds_to_rejoin:.2f}s")
+    return result
+
+
+def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: str | None = None, say=print):
+    from provision import drill as failure_drill
+    plan = load_plan(inventory_path)
+    report = failure_drill.run(plan, mode=mode, seconds=seconds, group_name=group, say=say)
+    say(orchestrate.secret_masker(plan)(failure_drill.format_report(report)))
+    return report

@@ -171,3 +171,9 @@ def test_secret_masker_hides_passwords_and_their_hashes(lab_like_plan):
 def test_redis_cli_command_line_never_carries_a_password(lab_like_plan):
     line = rediscli.command_line(lab_like_plan.layout, "10.0.0.1", 6379, ["PING"], lab_like_plan.inventory.acl.admin)
     assert "admin-password-1" not in line and "REDISCLI_AUTH" in line and " -a " not in line
+
+
+def test_drill_unavailability_is_the_longest_gap_between_acknowledged_writes():
+    from provision.drill import longest_gap
+    assert longest_gap([1.0, 1.1, 1.2, 4.7, 4.8], since=1.1) == pytest.approx(3.5)
+    assert longest_gap([1.0, 1.1], since=2.0) == float("inf")

@@ -8,28 +8,42 @@ import time
 from provision import rediscli
 from provision.errors import HostError
 from provision.hostrun import HostRun
+from provision.plan import Layout
+from provision.remote import Remote
 
 
-def pid_file(run: HostRun, port: int | None) -> str:
+def pid_file(layout: Layout, port: int | None) -> str:
     name = "sentinel.pid" if port is None else f"redis-{port}.pid"
-    return f"{run.layout.run_dir}/{name}"
+    return f"{layout.run_dir}/{name}"
 
 
-def running_pid(run: HostRun, port: int | None) -> int | None:
+def running_pid_on(connection: Remote, layout: Layout, port: int | None) -> int | None:
     """PID of the redis-server (port) or redis-sentinel (None) when it runs, from its pidfile."""
-    path = shlex.quote(pid_file(run, port))
-    result = run.remote.run(f"p=$(cat {path} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && "
+    path = shlex.quote(pid_file(layout, port))
+    result = connection.run(f"p=$(cat {path} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && "
                             f"tr '\\0' ' ' < /proc/$p/cmdline | grep -q redis && echo $p")
     return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else None
 
 
-def start_command(run: HostRun, port: int | None) -> str:
-    layout = run.layout
+def running_pid(run: HostRun, port: int | None) -> int | None:
+    return running_pid_on(run.remote, run.layout, port)
+
+
+def start_command_for(layout: Layout, port: int | None) -> str:
     # umask 0027: Redis creates the files it rewrites (CONFIG REWRITE, Sentinel's state) with
     # 0666 & ~umask, and those files hold passwords.
     if port is None:
         return f"umask 0027; runuser -u redis -- {shlex.quote(layout.binary('redis-sentinel'))} {shlex.quote(layout.sentinel_conf)}"
     return f"umask 0027; runuser -u redis -- {shlex.quote(layout.binary('redis-server'))} {shlex.quote(layout.redis_conf(port))}"
+
+
+def start_command(run: HostRun, port: int | None) -> str:
+    return start_command_for(run.layout, port)
+
+
+def start_on(connection: Remote, layout: Layout, port: int | None) -> None:
+    """Start a process the deploy configured (as /etc/rc.local does at boot)."""
+    connection.check("start", start_command_for(layout, port))
 
 
 def log_tail(run: HostRun, port: int | None) -> str:
