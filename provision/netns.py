@@ -13,13 +13,15 @@ import ctypes
 import os
 import threading
 
+from provision.errors import ProvisionError
+
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class NetnsError(RuntimeError):
+class NetnsError(ProvisionError):
     pass
 
 

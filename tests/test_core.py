@@ -177,3 +177,14 @@ def test_drill_unavailability_is_the_longest_gap_between_acknowledged_writes():
     from provision.drill import longest_gap
     assert longest_gap([1.0, 1.1, 1.2, 4.7, 4.8], since=1.1) == pytest.approx(3.5)
     assert longest_gap([1.0, 1.1], since=2.0) == float("inf")
+
+
+def test_live_acl_comparison_notices_a_missing_user_and_an_open_default(lab_like_plan):
+    from provision.steps.node import live_users_match
+    users = lab_like_plan.inventory.acl.all_users
+    good = "\n".join(["user default off resetchannels -@all"] +
+                     [f"user {u.name} on #{render.password_hash(u.password.value)} ~* +@all" for u in users])
+    assert live_users_match(good, users, render.password_hash)
+    assert not live_users_match("\n".join(l for l in good.splitlines() if not l.startswith("user app ")), users,
+                                render.password_hash)
+    assert not live_users_match(good.replace("user default off", "user default on nopass"), users, render.password_hash)

@@ -53,6 +53,30 @@ def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutco
     return ConfigOutcome(False, current, live, restart)
 
 
+def live_users_match(acl_list: str, users, hash_of) -> bool:
+    """ACL LIST output has every wanted user, enabled, with its password hash, and the default
+    user disabled (rules are compared by verify; a changed rule also changes users.acl)."""
+    lines = acl_list.splitlines()
+    for user in users:
+        line = next((entry for entry in lines if entry.startswith(f"user {user.name} ")), "")
+        if " on " not in f" {line} " or "#" + hash_of(user.password.value) not in line:
+            return False
+    default = next((entry for entry in lines if entry.startswith("user default ")), "")
+    return " off " in f" {default} "
+
+
+def live_acl_matches(run: HostRun, node: NodePlan) -> bool:
+    result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["ACL", "LIST"],
+                           user=run.plan.inventory.acl.admin)
+    if rediscli.reply_error(result):
+        return False
+    return live_users_match(result.stdout, run.plan.inventory.acl.all_users, render.password_hash)
+
+
+def acl_changed_recorded(run: HostRun, node: NodePlan) -> bool:
+    return any(change.action.startswith(f"ACL LOAD on redis-server :{node.port}") for change in run.changes)
+
+
 def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
     """CONFIG SET each changed setting; returns the keys Redis refused live (they need a restart)."""
     wanted = {directive.key: directive for directive in render.redis_owned_directives(run.plan, node)}
@@ -82,13 +106,17 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
         return
     restart_keys = list(outcome.restart_keys)
     if pid is not None:
+        if not acl_changed and not live_acl_matches(run, node):
+            run.record(f"ACL LOAD on redis-server :{node.port} (its live users differ from users.acl)")
+            acl_changed = True
         if acl_changed:
             result = rediscli.call(run.remote, run.layout, address, node.port, ["ACL", "LOAD"],
                                    user=run.plan.inventory.acl.admin)
             error = rediscli.reply_error(result)
             if error:
                 raise HostError(run.name, run.step, "redis-cli ACL LOAD", error)
-            run.record(f"ACL LOAD on redis-server :{node.port}")
+            if not acl_changed_recorded(run, node):
+                run.record(f"ACL LOAD on redis-server :{node.port}")
         restart_keys += _apply_live(run, node, outcome.live_keys)
         if not restart_keys:
             return
