@@ -71,7 +71,8 @@ def _writer(plan: Plan, group_name: str, run_id: str, stop: threading.Event, log
                         # leaving them its default Retry (3 tries with backoff), which stalls the
                         # client for seconds on a partitioned sentinel.
                         sentinel_kwargs={"socket_timeout": 0.5, "socket_connect_timeout": 0.5,
-                                         "retry": Retry(NoBackoff(), 0)})
+                                         "retry": Retry(NoBackoff(), 0), "username": admin.name,
+                                         "password": admin.password.value})
     master = sentinel.master_for(group_name, username=admin.name, password=admin.password.value,
                                  socket_timeout=1.0, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     sequence = 0

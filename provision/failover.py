@@ -65,8 +65,7 @@ def run(plan: Plan, group_name: str | None = None) -> FailoverResult:
         sentinel_host = next(name for name in plan.inventory.sentinels if name in connections)
         host = plan.inventory.host(sentinel_host)
         started = time.monotonic()
-        result = rediscli.call(connections[sentinel_host], plan.layout, host.data_address,
-                               plan.inventory.redis.sentinel_port, ["SENTINEL", "FAILOVER", group.name])
+        result = rediscli.sentinel_call(connections[sentinel_host], plan, host, ["SENTINEL", "FAILOVER", group.name])
         error = rediscli.reply_error(result)
         if error:
             raise ProvisionError(f"{sentinel_host}: SENTINEL FAILOVER {group.name}: {error}")

@@ -32,6 +32,13 @@ def call(remote: Remote, layout: Layout, address: str, port: int, args: list[str
     return remote.run(command_line(layout, address, port, args, user), stdin=stdin, timeout=timeout)
 
 
+def sentinel_call(remote: Remote, plan, host, args: list[str], timeout: float | None = 15) -> CommandResult:
+    """A command to the sentinel on `host`, authenticated: sentinels run with the default user
+    off, so nobody on the data network can SENTINEL FAILOVER or RESET them."""
+    return call(remote, plan.layout, host.data_address, plan.inventory.redis.sentinel_port, args,
+                user=plan.inventory.acl.admin, timeout=timeout)
+
+
 def reply_error(result: CommandResult) -> str | None:
     text = (result.stdout + result.stderr).strip()
     if not result.ok:

@@ -70,7 +70,7 @@ def sentinel_conf(plan: Plan, host: Host, master_addresses: dict[str, str]) -> s
     master_addresses: group name → data address of the group's CURRENT master."""
     monitors = [Monitor(group, master_addresses[group.name]) for group in plan.inventory.groups]
     return _render("sentinel.conf.j2", host=host, redis=plan.inventory.redis, layout=plan.layout,
-                   acl=plan.inventory.acl, monitors=monitors)
+                   acl=plan.inventory.acl, monitors=monitors, admin_hash=password_hash(plan.inventory.acl.admin.password.value))
 
 
 def sentinel_owned_directives(plan: Plan, host: Host) -> list[Directive]:

@@ -99,8 +99,7 @@ def view(plan: Plan, connections: dict[str, Remote]) -> tuple[GroupView, ...]:
             if connection is None:
                 sentinels.append(SentinelView(name, group.name, None, "unreachable", None, None))
                 continue
-            result = rediscli.call(connection, plan.layout, host.data_address, plan.inventory.redis.sentinel_port,
-                                   ["SENTINEL", "MASTER", group.name], timeout=3)
+            result = rediscli.sentinel_call(connection, plan, host, ["SENTINEL", "MASTER", group.name], timeout=3)
             state = parse_pairs(result.stdout) if result.ok and not rediscli.reply_error(result) else {}
             sentinels.append(SentinelView(name, group.name, state.get("ip"), state.get("flags", "down"),
                                           int(state["num-slaves"]) if "num-slaves" in state else None,

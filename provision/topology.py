@@ -44,8 +44,8 @@ def sentinel_answers(plan: Plan, remotes: dict[str, Remote], group: Group) -> li
         remote = remotes.get(host.name)
         if remote is None:
             continue
-        result = rediscli.call(remote, plan.layout, host.data_address, plan.inventory.redis.sentinel_port,
-                               ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", group.name], timeout=5)
+        result = rediscli.sentinel_call(remote, plan, host, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", group.name],
+                                        timeout=5)
         address = parse_master_address(result.stdout) if result.ok else None
         if address:
             answers.append(address[0])

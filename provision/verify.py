@@ -143,7 +143,12 @@ def _check_sentinel(plan: Plan, connection: Remote, checks: _Checks, agreed: dic
     checks.add("sentinel listening", _listening(connection, host.data_address, port), f"{host.data_address}:{port}")
 
     def ask(args):
-        return rediscli.call(connection, plan.layout, host.data_address, port, args, timeout=10).stdout
+        return rediscli.sentinel_call(connection, plan, host, args, timeout=10).stdout
+
+    unauthenticated = rediscli.call(connection, plan.layout, host.data_address, port, ["PING"], timeout=5)
+    closed = unauthenticated.stdout.strip() != "PONG"
+    checks.add("sentinel default user closed", closed,
+               "unauthenticated PING refused" if closed else "PONG without a password")
 
     info = rediscli.parse_info(ask(["INFO", "sentinel"]))
     checks.add("sentinel not in TILT", info.get("sentinel_tilt") == "0", f"sentinel_tilt:{info.get('sentinel_tilt')}")

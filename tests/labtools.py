@@ -54,8 +54,9 @@ def client(lab_inventory: Inventory, host_name: str, user: str | None = "admin",
 
 def sentinel_client(lab_inventory: Inventory, host_name: str) -> redis.Redis:
     host = lab_inventory.host(host_name)
+    admin = lab_inventory.acl.admin
     return redis.Redis(host=host.data_address, port=lab_inventory.redis.sentinel_port, socket_timeout=3,
-                       decode_responses=True)
+                       username=admin.name, password=admin.password.value, decode_responses=True)
 
 
 def master_per_sentinel(lab_inventory: Inventory, group: str = "mymaster") -> dict[str, str | None]:
@@ -108,6 +109,15 @@ def settled_after_failover(lab_inventory: Inventory, old_master: str, group: str
 def verify_failures(path) -> list[verify.CheckResult]:
     plan = cli.load_plan(str(path))
     return [result for result in verify.run(plan) if not result.ok]
+
+
+def run_on(lab_inventory: Inventory, host_name: str, command: str) -> str:
+    """stdout of a command that must succeed on a lab host, over a connection of its own."""
+    connection = remote.connect(lab_inventory.host(host_name))
+    try:
+        return connection.check("probe", command).stdout
+    finally:
+        connection.close()
 
 
 def reload(path) -> Inventory:

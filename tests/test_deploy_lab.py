@@ -7,20 +7,12 @@ import time
 import pytest
 import redis
 
-from provision import remote
 from provision.lab import hosts as lab_hosts
-from tests.labtools import (client, deploy, master_per_sentinel, settled_after_failover, start_times, variant,
+from tests.labtools import (run_on, sentinel_client, client, deploy, master_per_sentinel, settled_after_failover, start_times, variant,
                             verify_failures, wait_for)
 
 pytestmark = pytest.mark.lab
 
-
-def _run(lab_inventory, host_name: str, command: str) -> str:
-    connection = remote.connect(lab_inventory.host(host_name))
-    try:
-        return connection.check("probe", command).stdout
-    finally:
-        connection.close()
 
 
 def test_fresh_deploy_builds_once_and_gives_a_healthy_replicated_group(lab, lab_inventory, artifact_dir):
@@ -49,6 +41,9 @@ def test_acl_users_work_as_granted_and_the_default_user_is_closed(lab_inventory)
         client(lab_inventory, "lab1", user="replicator").set("app:x", "1")
     with pytest.raises(redis.exceptions.AuthenticationError):
         client(lab_inventory, "lab1", user=None).ping()
+    with pytest.raises(redis.exceptions.AuthenticationError):   # sentinels too: no anonymous FAILOVER
+        client(lab_inventory, "lab1", user=None, port=26379).ping()
+    assert sentinel_client(lab_inventory, "lab1").ping()
     for replica in ("lab2", "lab3"):
         wait_for(lambda replica=replica: client(lab_inventory, replica, user="app").get("app:greeting") == "hello",
                  5, f"the key on {replica}")
@@ -56,7 +51,7 @@ def test_acl_users_work_as_granted_and_the_default_user_is_closed(lab_inventory)
 
 def test_kernel_tuning_and_thp_are_set_live_and_persistently(lab_inventory):
     for host in ("lab1", "lab2", "lab3"):
-        output = _run(lab_inventory, host, "sysctl -n net.core.somaxconn vm.overcommit_memory net.ipv4.tcp_max_syn_backlog; "
+        output = run_on(lab_inventory, host, "sysctl -n net.core.somaxconn vm.overcommit_memory net.ipv4.tcp_max_syn_backlog; "
                                             "cat /sys/kernel/mm/transparent_hugepage/enabled; test -x /etc/rc.local && echo rc-ok; "
                                             "cat /etc/sysctl.d/90-redis-provision.conf")
         assert output.split()[:6] == ["1024", "1", "1024", "never", "rc-ok", "#"], output
@@ -65,7 +60,7 @@ def test_kernel_tuning_and_thp_are_set_live_and_persistently(lab_inventory):
 def test_no_secret_in_any_process_argv_on_the_hosts(lab_inventory):
     passwords = [user.password.value for user in lab_inventory.acl.all_users]
     for host in ("lab1", "lab2", "lab3"):
-        argv = _run(lab_inventory, host, "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
+        argv = run_on(lab_inventory, host, "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
         assert not any(password in argv for password in passwords)
 
 
@@ -86,7 +81,7 @@ def test_check_diff_after_editing_a_setting_shows_the_diff_and_changes_nothing(l
     assert "check mode: nothing was changed" in output
     assert not any(user.password.value in output for user in lab_inventory.acl.all_users)
     for host in ("lab1", "lab2", "lab3"):
-        assert "maxmemory 128mb" in _run(lab_inventory, host, "cat /app/redis/conf/redis-6379.conf")
+        assert "maxmemory 128mb" in run_on(lab_inventory, host, "cat /app/redis/conf/redis-6379.conf")
         assert client(lab_inventory, host).config_get("maxmemory")["maxmemory"] == str(128 * 1024 * 1024)
 
 
@@ -103,17 +98,17 @@ def test_live_settable_change_is_applied_without_a_restart(lab, lab_inventory, a
 
 
 def test_rerun_after_failover_keeps_the_new_master_and_restarts_nothing(lab, lab_inventory, artifact_dir):
-    sentinel = client(lab_inventory, "lab2", user=None, port=26379)
+    sentinel = sentinel_client(lab_inventory, "lab2")
     assert sentinel.execute_command("SENTINEL", "FAILOVER", "mymaster") in ("OK", b"OK", True)
     new_master = settled_after_failover(lab_inventory, "lab1")
     before = start_times(lab_inventory)
-    replicaof_before = {h: _run(lab_inventory, h, "grep '^replicaof' /app/redis/conf/redis-6379.conf || true")
+    replicaof_before = {h: run_on(lab_inventory, h, "grep '^replicaof' /app/redis/conf/redis-6379.conf || true")
                         for h in ("lab1", "lab2", "lab3")}
     report, output = deploy(lab, artifact_dir)
     assert report.ok and report.masters == {"mymaster": new_master}, output
     assert report.changed == 0, output
     assert start_times(lab_inventory) == before
-    assert {h: _run(lab_inventory, h, "grep '^replicaof' /app/redis/conf/redis-6379.conf || true")
+    assert {h: run_on(lab_inventory, h, "grep '^replicaof' /app/redis/conf/redis-6379.conf || true")
             for h in ("lab1", "lab2", "lab3")} == replicaof_before
     assert client(lab_inventory, new_master).info("replication")["role"] == "master"
     assert [n for n in ("lab1", "lab2", "lab3") if client(lab_inventory, n).info("replication")["role"] == "master"] == [new_master]
@@ -130,9 +125,9 @@ def test_sha256_mismatch_is_refused_and_the_installed_version_stays(lab, lab_inv
     assert set(failed) == {"lab1", "lab2", "lab3"}
     assert any("sha256 mismatch" in str(error) and "untouched" in str(error) for error in failed.values()), output
     for host in ("lab1", "lab2", "lab3"):
-        assert _run(lab_inventory, host, "readlink /app/redis/bin").strip() == "versions/7.0.15/bin"
-        assert not _run(lab_inventory, host, "ls /app/redis/versions").split() == []
-        assert "7.0.16" not in _run(lab_inventory, host, "ls /app/redis/versions")
+        assert run_on(lab_inventory, host, "readlink /app/redis/bin").strip() == "versions/7.0.15/bin"
+        assert not run_on(lab_inventory, host, "ls /app/redis/versions").split() == []
+        assert "7.0.16" not in run_on(lab_inventory, host, "ls /app/redis/versions")
     assert verify_failures(lab) == []
 
 
@@ -162,7 +157,7 @@ def test_config_that_keeps_redis_from_starting_is_rolled_back(lab, lab_inventory
     assert not report.ok
     error = str(next(outcome.error for outcome in report.outcomes if outcome.failed))
     assert "rolled back" in error and "runs with the previous config" in error, error
-    assert "databases 0" not in _run(lab_inventory, replica, "cat /app/redis/conf/redis-6379.conf")
+    assert "databases 0" not in run_on(lab_inventory, replica, "cat /app/redis/conf/redis-6379.conf")
     wait_for(lambda: client(lab_inventory, replica).info("replication")["master_link_status"] == "up", 30, "link up")
     report, output = deploy(lab, artifact_dir)
     assert report.ok and report.changed == 0, output
@@ -170,7 +165,7 @@ def test_config_that_keeps_redis_from_starting_is_rolled_back(lab, lab_inventory
 
 def test_reboot_keeps_tuning_and_brings_redis_back(lab, lab_paths, lab_inventory):
     lab_hosts.restart(lab_paths, "lab2", log=lambda _: None)
-    output = _run(lab_inventory, "lab2", "sysctl -n net.core.somaxconn vm.overcommit_memory; "
+    output = run_on(lab_inventory, "lab2", "sysctl -n net.core.somaxconn vm.overcommit_memory; "
                                          "cat /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/mm/transparent_hugepage/defrag")
     assert output.split() == ["1024", "1", "never", "never"], output
     wait_for(lambda: client(lab_inventory, "lab2").ping(), 20, "redis back on lab2")

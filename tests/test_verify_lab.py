@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from provision import cli, remote
+from provision import cli
 from provision.lab import hosts as lab_hosts
-from tests.labtools import client, deploy, verify_failures, wait_for
+from tests.labtools import run_on, client, deploy, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -14,13 +14,6 @@ pytestmark = pytest.mark.lab
 def _replica(lab_inventory) -> str:
     return next(n for n in ("lab3", "lab2", "lab1") if client(lab_inventory, n).info("replication")["role"] == "slave")
 
-
-def _run(lab_inventory, host_name: str, command: str) -> str:
-    connection = remote.connect(lab_inventory.host(host_name))
-    try:
-        return connection.check("probe", command).stdout
-    finally:
-        connection.close()
 
 
 def _failed(lab) -> set[tuple[str, str]]:
@@ -64,12 +57,12 @@ def test_stopped_sentinel_is_named(lab, lab_paths, lab_inventory, repaired):
 
 
 def test_reverted_sysctl_is_named(lab, lab_inventory, repaired):
-    _run(lab_inventory, "lab1", "sysctl -q -w net.core.somaxconn=128")
+    run_on(lab_inventory, "lab1", "sysctl -q -w net.core.somaxconn=128")
     assert ("lab1", "sysctl net.core.somaxconn") in _failed(lab)
 
 
 def test_thp_back_to_always_is_named(lab, lab_inventory, repaired):
-    _run(lab_inventory, "lab3", "echo always > /sys/kernel/mm/transparent_hugepage/enabled")
+    run_on(lab_inventory, "lab3", "echo always > /sys/kernel/mm/transparent_hugepage/enabled")
     assert ("lab3", "thp enabled") in _failed(lab)
 
 
@@ -87,7 +80,7 @@ def test_removed_acl_user_is_named(lab, lab_inventory, repaired):
 
 
 def test_world_readable_secret_file_is_named(lab, lab_inventory, repaired):
-    _run(lab_inventory, "lab2", "chmod 644 /app/redis/conf/redis-6379.conf")
+    run_on(lab_inventory, "lab2", "chmod 644 /app/redis/conf/redis-6379.conf")
     assert ("lab2", "file mode redis-6379.conf") in _failed(lab)
 
 

@@ -6,13 +6,13 @@ build is never mistaken for a finished one.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from provision.digest import sha256_of_file as sha256_of
 from provision.lab.paths import LabPaths
 
 # What a lab host needs to receive a deploy: sshd, a compiler and make for Redis, the usual
@@ -108,14 +108,6 @@ def build_golden_tree(paths: LabPaths, log=print) -> Path:
     building.rename(paths.golden_tree)
     log(f"golden tree ready: {paths.golden_tree}")
     return paths.golden_tree
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_redis_source(paths: LabPaths, log=print) -> Path:

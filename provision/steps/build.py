@@ -8,11 +8,11 @@ refused before it is unpacked, and the current install is left as it was.
 """
 from __future__ import annotations
 
-import hashlib
 import posixpath
 import shlex
 from pathlib import Path
 
+from provision.digest import sha256_of_file
 from provision.errors import HostError
 from provision.facts import HostFacts
 from provision.hostrun import HostRun
@@ -44,14 +44,6 @@ def ensure_build_tools(run: HostRun, facts: HostFacts) -> None:
         run.remote.check(run.step, f"{prefix}{manager} install -y {BUILD_PACKAGES[manager]}")
 
 
-def _sha256_of_local(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def compile_on_host(run: HostRun, facts: HostFacts) -> None:
     """Fetch or upload the source, verify it, compile, install into the version directory, and
     bring the binaries back to the controller's artifact cache."""
@@ -67,7 +59,7 @@ def compile_on_host(run: HostRun, facts: HostFacts) -> None:
     q = shlex.quote
     run.remote.check(run.step, f"mkdir -p {q(build_dir)} && chmod 700 {q(build_dir)}")
     if redis.source.tarball:
-        local_digest = _sha256_of_local(redis.source.tarball)
+        local_digest = sha256_of_file(redis.source.tarball)
         if local_digest != redis.source.sha256:
             raise HostError(run.name, run.step, f"sha256 {redis.source.tarball}",
                             f"sha256 mismatch: expected {redis.source.sha256}, got {local_digest}; refused, "

@@ -38,6 +38,23 @@ def _differs(current: dict, directive: Directive) -> bool:
     return have != [tuple(v.lower() for v in directive.values)]
 
 
+def _differs_all(current: dict, owned: list[Directive]) -> list[tuple[str, ...]]:
+    """Keys whose owned values differ. `user` lines compare as a set: Sentinel writes its users
+    back in its own (name) order."""
+    changed = []
+
+    def normal(line) -> tuple[str, ...]:
+        # Sentinel adds its default payload-sanitizing flag when it writes users back.
+        return tuple(v.lower() for v in line if v.lower() != "sanitize-payload")
+    users = sorted(normal(d.values) for d in owned if d.key == ("user",))
+    if users and sorted(normal(line) for line in current.get(("user",), [])) != users:
+        changed.append(("user",))
+    for directive in owned:
+        if directive.key != ("user",) and _differs(current, directive) and directive.key not in changed:
+            changed.append(directive.key)
+    return changed
+
+
 def configure(run: HostRun, master_addresses: dict[str, str]) -> SentinelOutcome:
     host = run.host_plan.host
     path = run.layout.sentinel_conf
@@ -51,16 +68,15 @@ def configure(run: HostRun, master_addresses: dict[str, str]) -> SentinelOutcome
     owned = render.sentinel_owned_directives(run.plan, host)
     new_groups = tuple(group.name for group in run.plan.inventory.groups if group.name not in monitored)
     live, file_changes = [], []
-    for directive in owned:
-        if not _differs(current, directive):
-            continue
-        is_group_option = len(directive.key) == 3
-        if is_group_option and directive.key[2] in new_groups:
+    by_key = {directive.key: directive for directive in owned}
+    for key in _differs_all(current, owned):
+        is_group_option = len(key) == 3
+        if is_group_option and key[2] in new_groups:
             continue  # set together with SENTINEL MONITOR
-        if is_group_option and directive.key[1] in LIVE_OPTIONS:
-            live.append(directive)
+        if is_group_option and key[1] in LIVE_OPTIONS:
+            live.append(by_key[key])
         else:
-            file_changes.append(directive.key)
+            file_changes.append(key)
     if file_changes:
         new_text = confparse.patch(text, owned, file_changes)
         primitives.ensure_file(run, path, new_text, 0o640, "redis", "redis", secret=True)
@@ -71,7 +87,7 @@ def configure(run: HostRun, master_addresses: dict[str, str]) -> SentinelOutcome
 
 def _sentinel(run: HostRun, args: list[str]) -> str:
     host = run.host_plan.host
-    result = rediscli.call(run.remote, run.layout, host.data_address, run.plan.inventory.redis.sentinel_port, args)
+    result = rediscli.sentinel_call(run.remote, run.plan, host, args)
     error = rediscli.reply_error(result)
     if error:
         shown = args[:3] + (["<secret>"] if "auth-pass" in args else args[3:])

@@ -59,7 +59,7 @@ def start(run: HostRun, port: int | None, address: str, wait_seconds: float = 15
         return f"{what} start command failed: {result.stderr.strip()}\n{log_tail(run, port)}"
     deadline = time.monotonic() + wait_seconds
     listen_port = port if port is not None else run.plan.inventory.redis.sentinel_port
-    user = None if port is None else run.plan.inventory.acl.admin
+    user = run.plan.inventory.acl.admin
     while time.monotonic() < deadline:
         reply = rediscli.call(run.remote, run.layout, address, listen_port, ["PING"], user=user, timeout=5)
         if reply.ok and reply.stdout.strip() == "PONG":
