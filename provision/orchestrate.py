@@ -10,6 +10,7 @@ the other hosts finish theirs. A re-run converges.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -225,18 +226,31 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
                     continue
                 outcome = node.configure(run, node_plan, master_host)
                 run.begin("start")
-                node.ensure_running(run, node_plan, outcome, acl_changed[run.name])
-                if masters_wave:
-                    node.wait_master_ready(run, node_plan)
-                else:
-                    node.wait_replica_linked(run, node_plan)
+                # Restarts within a group happen one node at a time (the node back and linked
+                # before the next goes), so the group never loses more than one member.
+                lock = restart_locks[node_plan.group.name] if outcome.restart_keys else contextlib.nullcontext()
+                with lock:
+                    node.ensure_running(run, node_plan, outcome, acl_changed[run.name])
+                    if masters_wave:
+                        node.wait_master_ready(run, node_plan)
+                    else:
+                        node.wait_replica_linked(run, node_plan)
 
         if current:
+            restart_locks = {group.name: threading.Lock() for group in plan.inventory.groups}
             master_names = {found.host.name for found in current.values()}
-            runner.each(runner.alive(sorted(master_names)), "masters", lambda run: configure_nodes(run, True))
             replica_names = [run.name for run in runner.alive() if any(
                 current[n.group.name].host.name != run.name for n in run.host_plan.nodes)]
-            runner.each(runner.alive(replica_names), "replicas", lambda run: configure_nodes(run, False))
+            masters_wave = lambda: runner.each(runner.alive(sorted(master_names)), "masters",  # noqa: E731
+                                               lambda run: configure_nodes(run, True))
+            replicas_wave = lambda: runner.each(runner.alive(replica_names), "replicas",  # noqa: E731
+                                                lambda run: configure_nodes(run, False))
+            if all(found.source == "inventory" for found in current.values()):
+                masters_wave()      # a fresh group: replicas need their master up first
+                replicas_wave()
+            else:
+                replicas_wave()     # a running group: any restart takes replicas before the master
+                masters_wave()
             sentinel_runs = [run for run in runner.alive() if run.host_plan.runs_sentinel]
 
             def sentinel_wave(run: HostRun) -> None:

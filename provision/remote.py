@@ -135,8 +135,18 @@ class Remote:
                          f"chown {shlex.quote(owner)}:{shlex.quote(group)} {shlex.quote(temporary)} && "
                          f"chmod {mode:o} {shlex.quote(temporary)} && mv -f {shlex.quote(temporary)} {shlex.quote(path)}")
 
-    def download(self, path: str, local) -> None:
-        self.connection.get(path, local)
+    def download(self, step: str, path: str, local) -> None:
+        """Fetch a file over SFTP. SFTP runs as the SSH user, not through sudo, so for a sudo
+        user the file is first copied to a private temporary file that user owns."""
+        if self.host.user == "root" or not self.host.sudo:
+            self.connection.get(path, local)
+            return
+        staging = f"/tmp/.provision-download-{os.getpid()}-{time.monotonic_ns()}"
+        self.check(step, f"install -m 600 -o {shlex.quote(self.host.user)} {shlex.quote(path)} {shlex.quote(staging)}")
+        try:
+            self.connection.get(staging, local)
+        finally:
+            self.run(f"rm -f {shlex.quote(staging)}")
 
     def close(self) -> None:
         self.connection.close()

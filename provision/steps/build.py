@@ -87,7 +87,7 @@ def compile_on_host(run: HostRun, facts: HostFacts) -> None:
     remote_artifact = posixpath.join(build_dir, "artifact.tar.gz")
     run.remote.check(run.step, f"tar -czf {q(remote_artifact)} -C {q(layout.version_dir)} .")
     partial = artifact.with_suffix(".partial")
-    run.remote.download(remote_artifact, str(partial))
+    run.remote.download(run.step, remote_artifact, str(partial))
     partial.rename(artifact)
     run.remote.run(f"rm -rf {q(source_dir)} {q(remote_artifact)} {q(tarball)}")
 
