@@ -1,0 +1,1 @@
+"""redis-provision: a YAML inventory in, a verified Redis master/replica/Sentinel deployment out."""
