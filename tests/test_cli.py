@@ -1,0 +1,48 @@
+"""The command line as a user runs it: clean errors and exit codes, no traceback, no SSH."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.test_inventory import ENVIRONMENT, base
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def invoke(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_bad_inventory_exits_2_with_file_key_and_line_and_no_traceback(tmp_path):
+    document = base()
+    document["groups"]["mymaster"]["quorum"] = 9
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = invoke("deploy", "--inventory", str(path), env=ENVIRONMENT)
+    assert result.returncode == 2
+    assert f"{path}:" in result.stderr and "groups.mymaster.quorum: quorum 9 is larger than the 3 sentinels" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_missing_inventory_file_is_a_clean_error():
+    result = invoke("verify", "--inventory", "/nonexistent/inventory.yml")
+    assert result.returncode == 2 and "cannot read the inventory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_limit_naming_an_unknown_host_is_refused_before_connecting(tmp_path):
+    path = tmp_path / "inv.yml"
+    path.write_text(yaml.safe_dump(base(), sort_keys=False))
+    result = invoke("deploy", "--inventory", str(path), "--limit", "a,zz", env=ENVIRONMENT)
+    assert result.returncode == 2 and "--limit names unknown host(s): zz" in result.stderr
+
+
+def test_every_documented_task_is_there():
+    listing = invoke("--list").stdout
+    for name in ("deploy", "verify", "status", "failover", "drill", "lab.up", "lab.down", "lab.status",
+                 "lab.restart", "lab.signal", "lab.cut", "lab.heal", "lab.build"):
+        assert f"  {name} " in listing or f"  {name}\n" in listing, name
