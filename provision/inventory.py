@@ -112,11 +112,16 @@ class System:
     transparent_hugepage: str = "never"
 
 
+HOST_KEY_CHECKING = ("accept-new", "yes", "no")
+
+
 @dataclass(frozen=True)
 class Controller:
     network_namespace: str | None = None
     parallel: int = 10
     connect_timeout: float = 10.0
+    known_hosts: str = "~/.ssh/known_hosts"
+    host_key_checking: str = "accept-new"   # as OpenSSH's StrictHostKeyChecking
 
 
 @dataclass(frozen=True)
@@ -512,12 +517,17 @@ def _read_system(problems: _Problems, data: Any) -> System:
 
 def _read_controller(problems: _Problems, data: Any) -> Controller:
     section = _Section(problems, ("controller",), data if data is not None else {},
-                       "network_namespace, parallel, connect_timeout")
+                       "network_namespace, parallel, connect_timeout, known_hosts, host_key_checking")
     namespace = section.get("network_namespace", str, None)
     parallel = section.positive_int("parallel", 10, maximum=256)
     timeout = section.get("connect_timeout", (int, float), 10.0)
+    known_hosts = section.get("known_hosts", str, "~/.ssh/known_hosts")
+    checking = section.get("host_key_checking", str, "accept-new")
+    if checking not in HOST_KEY_CHECKING:
+        problems.add(("controller", "host_key_checking"), f"expected one of {', '.join(HOST_KEY_CHECKING)}, got {checking!r}")
     section.finish()
-    return Controller(network_namespace=namespace, parallel=parallel or 10, connect_timeout=float(timeout))
+    return Controller(network_namespace=namespace, parallel=parallel or 10, connect_timeout=float(timeout),
+                      known_hosts=os.path.expanduser(known_hosts), host_key_checking=checking)
 
 
 def _check_topology(problems: _Problems, hosts: tuple[Host, ...], groups: tuple[Group, ...],

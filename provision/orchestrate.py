@@ -120,12 +120,11 @@ class _Runner:
 
 
 def _connect_all(runner: _Runner) -> None:
-    timeout = runner.plan.inventory.controller.connect_timeout
 
     def open_one(host_plan):
         started = time.monotonic()
         try:
-            connection = remote.connect(host_plan.host, timeout=timeout)
+            connection = remote.connect_for(host_plan.host, runner.plan.inventory.controller)
         except ProvisionError as error:
             runner.fail(host_plan.host.name, error)
             return

@@ -12,9 +12,11 @@ import os
 import posixpath
 import shlex
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
+import paramiko
 from fabric import Connection
 
 from provision.errors import HostError
@@ -161,8 +163,44 @@ def _connected_socket(host: Host, timeout: float) -> socket.socket:
     return sock
 
 
-def connect(host: Host, timeout: float = 10.0) -> Remote:
-    """Open the run's one SSH connection to a host; HostError(step='connect') when unreachable."""
+_known_hosts_lock = threading.Lock()
+
+
+class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's accept-new: a host never seen is recorded in known_hosts; a host whose key
+    differs from the recorded one is refused (paramiko raises BadHostKeyException for that)."""
+
+    def __init__(self, known_hosts: str):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        with _known_hosts_lock:
+            keys = paramiko.HostKeys()
+            if os.path.exists(self.known_hosts):
+                keys.load(self.known_hosts)
+            keys.add(hostname, key.get_name(), key)
+            os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)
+            temporary = f"{self.known_hosts}.provision-{os.getpid()}-{threading.get_ident()}"
+            keys.save(temporary)
+            os.replace(temporary, self.known_hosts)
+
+
+def _apply_host_key_policy(connection: Connection, known_hosts: str, checking: str) -> None:
+    """Fabric accepts any host key (AutoAddPolicy, known_hosts never read); put OpenSSH's
+    behaviour back."""
+    client = connection.client
+    if checking == "no":
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        return
+    if os.path.exists(known_hosts):
+        client.load_host_keys(known_hosts)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy() if checking == "yes" else _AcceptNewPolicy(known_hosts))
+
+
+def connect(host: Host, timeout: float = 10.0, known_hosts: str = os.path.expanduser("~/.ssh/known_hosts"),
+            host_key_checking: str = "accept-new") -> Remote:
+    """Open the run's one SSH connection to a host; HostError(step='connect') when unreachable
+    or when its host key is unknown (checking yes) or differs from known_hosts."""
     try:
         sock = _connected_socket(host, timeout)
     except OSError as error:
@@ -173,10 +211,22 @@ def connect(host: Host, timeout: float = 10.0) -> Remote:
         connect_kwargs.update(key_filename=host.key, look_for_keys=False, allow_agent=False)
     connection = Connection(host.address, user=host.user, port=host.port, connect_timeout=timeout,
                             connect_kwargs=connect_kwargs)
+    _apply_host_key_policy(connection, known_hosts, host_key_checking)
     try:
         connection.open()
+    except paramiko.BadHostKeyException as error:
+        sock.close()
+        raise HostError(host.name, "connect", f"ssh {host.user}@{host.address}:{host.port}",
+                        f"host key differs from the one in {known_hosts} (got {error.key.get_name()} "
+                        f"{error.key.get_base64()[:16]}…): refusing to connect; if the host was really "
+                        f"reinstalled, remove its line from {known_hosts}") from None
     except Exception as error:  # paramiko raises a zoo of types; the message is what matters
         sock.close()
         raise HostError(host.name, "connect", f"ssh {host.user}@{host.address}:{host.port}",
                         f"{type(error).__name__}: {error}") from None
     return Remote(host, connection)
+
+
+def connect_for(host: Host, controller) -> Remote:
+    """connect() with the inventory's controller settings (timeout, known_hosts, checking)."""
+    return connect(host, controller.connect_timeout, controller.known_hosts, controller.host_key_checking)

@@ -56,7 +56,7 @@ def open_connections(plan: Plan) -> tuple[dict[str, Remote], dict[str, str]]:
 
     def open_one(host_plan):
         try:
-            connections[host_plan.host.name] = remote.connect(host_plan.host, plan.inventory.controller.connect_timeout)
+            connections[host_plan.host.name] = remote.connect_for(host_plan.host, plan.inventory.controller)
         except ProvisionError as error:
             unreachable[host_plan.host.name] = str(error).splitlines()[-1].strip()
     with ThreadPoolExecutor(max_workers=plan.inventory.controller.parallel) as pool:

@@ -15,8 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from provision import orchestrate, rediscli, remote as remotes_module, render, topology
-from provision.errors import ProvisionError
+from provision import rediscli, render, status, topology
 from provision.inventory import Group, Host
 from provision.plan import Plan
 from provision.remote import Remote
@@ -223,18 +222,9 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
 
 
 def run(plan: Plan) -> list[CheckResult]:
-    orchestrate.enter_controller_namespace(plan)
-    connections: dict[str, Remote] = {}
-    results: list[CheckResult] = []
-
-    def open_one(host_plan):
-        try:
-            connections[host_plan.host.name] = remotes_module.connect(host_plan.host, plan.inventory.controller.connect_timeout)
-        except ProvisionError as error:
-            results.append(CheckResult(host_plan.host.name, "ssh", False, str(error).splitlines()[-1].strip()))
-
+    connections, unreachable = status.open_connections(plan)
+    results: list[CheckResult] = [CheckResult(name, "ssh", False, reason) for name, reason in unreachable.items()]
     with ThreadPoolExecutor(max_workers=plan.inventory.controller.parallel) as pool:
-        list(pool.map(open_one, plan.hosts))
         try:
             agreed, agreement = _agreed_masters(plan, connections)
             results += agreement

@@ -23,7 +23,7 @@ def test_deploy_user_has_passwordless_sudo(lab_inventory):
     from dataclasses import replace
     from provision import remote
     host = replace(lab_inventory.hosts[0], user="ops", sudo=True)
-    connection = remote.connect(host)
+    connection = remote.connect_for(host, lab_inventory.controller)
     try:
         assert connection.check("probe", "id -un").stdout.strip() == "root"   # through sudo -n
     finally:
@@ -75,12 +75,12 @@ def test_other_kernel_knobs_are_refused_on_a_host(connections):
 def test_restart_keeps_files_and_runs_rc_local_again(lab_paths, lab_inventory):
     from provision import remote
     host = lab_inventory.host("lab3")
-    connection = remote.connect(host)
+    connection = remote.connect_for(host, lab_inventory.controller)
     connection.check("probe", "echo kept > /root/marker && printf '#!/bin/sh\\necho boot >> /root/boots\\n' > /etc/rc.local "
                               "&& chmod +x /etc/rc.local && echo 1 > /proc/sys/vm/overcommit_memory")
     connection.close()
     lab_hosts.restart(lab_paths, "lab3", log=lambda _: None)
-    connection = remote.connect(host)
+    connection = remote.connect_for(host, lab_inventory.controller)
     try:
         assert connection.check("probe", "cat /root/marker").stdout.strip() == "kept"
         assert connection.check("probe", "cat /root/boots").stdout.split() == ["boot"]
@@ -147,3 +147,21 @@ def test_down_leaves_no_process_mount_namespace_or_interface(lab, lab_paths):
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "br0" not in links and " v1@" not in links
     assert not lab_paths.hosts_dir.exists()
+
+
+def test_host_keys_are_checked_like_openssh(lab_inventory, tmp_path):
+    """accept-new records a new host; a changed key is refused; strict refuses an unknown host."""
+    from provision import remote
+    from provision.errors import HostError
+    host = lab_inventory.host("lab1")
+    known = tmp_path / "known_hosts"
+    remote.connect(host, known_hosts=str(known), host_key_checking="accept-new").close()
+    recorded = known.read_text()
+    assert recorded.startswith(host.address + " ")
+    with pytest.raises(HostError, match="not found in known_hosts|Server .* not found"):
+        remote.connect(host, known_hosts=str(tmp_path / "empty"), host_key_checking="yes")
+    import paramiko
+    impostor = paramiko.Ed25519Key.from_private_key_file(str(lab_inventory.host("lab1").key))
+    known.write_text(f"{host.address} ssh-ed25519 {impostor.get_base64()}\n")
+    with pytest.raises(HostError, match="host key differs"):
+        remote.connect(host, known_hosts=str(known), host_key_checking="accept-new")

@@ -37,7 +37,8 @@ def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path) -> dict:
     names = [host.name for host in hosts]
     sentinels = names[:max(3, len(names))] if len(names) >= 3 else names
     return {
-        "controller": {"network_namespace": BRIDGE_NAMESPACE, "parallel": 10},
+        "controller": {"network_namespace": BRIDGE_NAMESPACE, "parallel": 10,
+                       "known_hosts": str(paths.cache_dir / "lab_known_hosts")},
         "hosts": {host.name: {"address": host.address, "user": "root", "key": str(paths.ssh_key)}
                   for host in hosts},
         "redis": {
