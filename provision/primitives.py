@@ -29,9 +29,9 @@ def file_state(run: HostRun, path: str) -> tuple[str, str] | None:
     return digest_line.split()[0], stat_line.strip()
 
 
-def ensure_file(run: HostRun, path: str, content: str, mode: int, owner: str = "root", group: str | None = None,
-                secret: bool = False) -> bool:
-    """The file holds exactly `content` with this mode and owner. Writes are atomic."""
+def ensure_file(run: HostRun, path: str, content: str, mode: int, owner: str = "root", group: str | None = None) -> bool:
+    """The file holds exactly `content` with this mode and owner. Writes are atomic. Diffs may
+    hold passwords: everything printed goes through orchestrate.secret_masker."""
     group = group or owner
     wanted_meta = f"{mode:o} {owner} {group}"
     wanted_digest = hashlib.sha256(content.encode()).hexdigest()

@@ -29,8 +29,7 @@ class ConfigOutcome:
 
 
 def ensure_acl_file(run: HostRun) -> bool:
-    return primitives.ensure_file(run, run.layout.acl_file, render.acl_file(run.plan), 0o640, "redis", "redis",
-                                  secret=True)
+    return primitives.ensure_file(run, run.layout.acl_file, render.acl_file(run.plan), 0o640, "redis", "redis")
 
 
 def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutcome:
@@ -38,16 +37,14 @@ def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutco
     current = primitives.read_file(run, path)
     if current is None:
         replicaof = None if current_master.name == node.host.name else current_master
-        primitives.ensure_file(run, path, render.redis_conf(run.plan, node, replicaof), 0o640, "redis", "redis",
-                               secret=True)
+        primitives.ensure_file(run, path, render.redis_conf(run.plan, node, replicaof), 0o640, "redis", "redis")
         return ConfigOutcome(True, None, (), ())
     wanted = render.redis_owned_directives(run.plan, node)
     changed = confparse.differing_keys(current, wanted)
     if changed:
-        primitives.ensure_file(run, path, confparse.patch(current, wanted, changed), 0o640, "redis", "redis",
-                               secret=True)
+        primitives.ensure_file(run, path, confparse.patch(current, wanted, changed), 0o640, "redis", "redis")
     else:
-        primitives.ensure_file(run, path, current, 0o640, "redis", "redis", secret=True)  # mode/owner only
+        primitives.ensure_file(run, path, current, 0o640, "redis", "redis")  # mode/owner only
     restart = tuple(key for key in changed if key in RESTART_KEYS)
     live = tuple(key for key in changed if key not in RESTART_KEYS)
     return ConfigOutcome(False, current, live, restart)

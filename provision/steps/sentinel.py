@@ -61,7 +61,7 @@ def configure(run: HostRun, master_addresses: dict[str, str]) -> SentinelOutcome
     text = primitives.read_file(run, path)
     if text is None:
         primitives.ensure_file(run, path, render.sentinel_conf(run.plan, host, master_addresses), 0o640, "redis",
-                               "redis", secret=True)
+                               "redis")
         return SentinelOutcome((), (), False)
     current = render.sentinel_current_settings(text)
     monitored = {key[2] for key in current if key[:2] == ("sentinel", "monitor")}
@@ -79,9 +79,9 @@ def configure(run: HostRun, master_addresses: dict[str, str]) -> SentinelOutcome
             file_changes.append(key)
     if file_changes:
         new_text = confparse.patch(text, owned, file_changes)
-        primitives.ensure_file(run, path, new_text, 0o640, "redis", "redis", secret=True)
+        primitives.ensure_file(run, path, new_text, 0o640, "redis", "redis")
     else:
-        primitives.ensure_file(run, path, text, 0o640, "redis", "redis", secret=True)  # mode/owner only
+        primitives.ensure_file(run, path, text, 0o640, "redis", "redis")  # mode/owner only
     return SentinelOutcome(tuple(live), new_groups, bool(file_changes))
 
 
