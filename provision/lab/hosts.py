@@ -171,6 +171,15 @@ def _kill_host(paths: LabPaths, name: str) -> None:
         pass
     if _alive(launcher):
         raise LabError(f"{name}: launcher pid {launcher} survived SIGKILL")
+    # The kernel tears the host's pid namespace down asynchronously: until its last process
+    # (sshd, redis) is gone, a reboot's "is sshd up?" probe could be answered by the old one.
+    namespace = HOST_NAMESPACE_PREFIX + name
+    while time.monotonic() < deadline:
+        remaining = _ip("netns", "pids", namespace, check=False).stdout.split()
+        if not any(_alive(int(pid)) for pid in remaining if pid.isdigit()):
+            return
+        time.sleep(0.02)
+    raise LabError(f"{name}: processes still alive in {namespace} after SIGKILL of its init")
 
 
 def up(paths: LabPaths, count: int, log=print) -> list[LabHost]:
