@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from provision import facts as host_facts
-from provision import netns, remote, topology
+from provision import failover, netns, rediscli, remote, topology
 from provision.errors import HostError, ProvisionError
 from provision.hostrun import Change, HostRun, RunOptions
+from provision.inventory import Host
 from provision.plan import Plan
 from provision.render import password_hash
 from provision.steps import build, node, sentinel, system
@@ -223,6 +224,15 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
                 master_host = current[node_plan.group.name].host
                 if (master_host.name == run.name) != masters_wave:
                     continue
+                if masters_wave and current[node_plan.group.name].source != "inventory" and node_plan.group.replicas:
+                    restart_keys = node.predicted_restart_keys(run, node_plan)
+                    if restart_keys:
+                        master_host = _switch_master_away(run, node_plan, restart_keys)
+                        masters_wave_for_node = master_host.name == run.name
+                    else:
+                        masters_wave_for_node = True
+                else:
+                    masters_wave_for_node = masters_wave
                 outcome = node.configure(run, node_plan, master_host)
                 run.begin("start")
                 # Restarts within a group happen one node at a time (the node back and linked
@@ -230,10 +240,42 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
                 lock = restart_locks[node_plan.group.name] if outcome.restart_keys else contextlib.nullcontext()
                 with lock:
                     node.ensure_running(run, node_plan, outcome, acl_changed[run.name])
-                    if masters_wave:
+                    if masters_wave_for_node:
                         node.wait_master_ready(run, node_plan)
                     else:
                         node.wait_replica_linked(run, node_plan)
+
+        def _switch_master_away(run: HostRun, node_plan, restart_keys) -> Host:
+            """A master about to restart first hands over to a replica through Sentinel, so the
+            restart costs a switchover (a few seconds) and not an outage, or an unplanned
+            failover if the restart outlasts down-after-milliseconds. Returns the new master."""
+            group = node_plan.group
+            names = ", ".join(key[0] for key in restart_keys)
+            run.begin("switchover")
+            run.record(f"SENTINEL FAILOVER {group.name} before restarting this master ({names} cannot change live)")
+            if runner.options.check:
+                return current[group.name].host
+            sentinel_host = next((n for n in plan.inventory.sentinels if n in runner.runs and n not in runner.errors), None)
+            if sentinel_host is None:
+                raise HostError(run.name, run.step, "SENTINEL FAILOVER", "no reachable sentinel to hand over through")
+            started = time.monotonic()
+            result = rediscli.sentinel_call(runner.runs[sentinel_host].remote, plan, plan.inventory.host(sentinel_host),
+                                            ["SENTINEL", "FAILOVER", group.name])
+            error = rediscli.reply_error(result)
+            if error:
+                raise HostError(run.name, run.step, f"SENTINEL FAILOVER {group.name} (via {sentinel_host})", error)
+            remotes_now = {name: r.remote for name, r in runner.runs.items() if name not in runner.errors}
+            try:
+                switched = failover.wait_for_switch(plan, remotes_now, group, run.name, started)
+            except ProvisionError as failure:
+                raise HostError(run.name, run.step, f"wait for SENTINEL FAILOVER {group.name}", str(failure)) from None
+            new_master = plan.inventory.host(switched.new_master)
+            current[group.name] = topology.GroupMaster(group.name, new_master, "switchover")
+            master_addresses[group.name] = new_master.data_address
+            masters[group.name] = new_master.name
+            run.record(f"{group.name}: {switched.new_master} is master after {switched.seconds_to_switch:.1f}s; "
+                       f"{run.name} replicates from it")
+            return new_master
 
         if current:
             restart_locks = {group.name: threading.Lock() for group in plan.inventory.groups}

@@ -189,12 +189,17 @@ def test_config_that_keeps_redis_from_starting_is_rolled_back(lab, lab_inventory
     assert report.ok and report.changed == 0, output
 
 
-def test_setting_that_needs_a_restart_restarts_replicas_first_one_at_a_time(lab, lab_inventory, artifact_dir, tmp_path):
+def test_setting_that_needs_a_restart_restarts_replicas_first_then_hands_the_master_over(lab, lab_inventory, artifact_dir, tmp_path):
     master = next(n for n in ("lab1", "lab2", "lab3") if client(lab_inventory, n).info("replication")["role"] == "master")
     before = start_times(lab_inventory)
     report, output = deploy(variant(lab, tmp_path, lambda d: d["redis"].__setitem__("settings", {"databases": 32})),
                             artifact_dir)
     assert report.ok, output
+    # The master hands over through Sentinel before its own restart, then comes back as a replica.
+    assert f"SENTINEL FAILOVER mymaster before restarting this master (databases cannot change live)" in output
+    assert report.masters["mymaster"] != master
+    info = client(lab_inventory, master).info("replication")
+    assert info["role"] == "slave" and info["master_link_status"] == "up"
     after = start_times(lab_inventory)
     restarted = {key: int(after[key]) for key in after if key.endswith("redis-6379.pid") and after[key] != before[key]}
     assert len(restarted) == 3, (before, after)

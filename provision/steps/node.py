@@ -74,6 +74,15 @@ def acl_changed_recorded(run: HostRun, node: NodePlan) -> bool:
     return any(change.action.startswith(f"ACL LOAD on redis-server :{node.port}") for change in run.changes)
 
 
+def predicted_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...], ...]:
+    """Owned settings that differ in the node's current file and need a restart: read only."""
+    current = primitives.read_file(run, run.layout.redis_conf(node.port))
+    if current is None:
+        return ()
+    changed = confparse.differing_keys(current, render.redis_owned_directives(run.plan, node))
+    return tuple(key for key in changed if key in RESTART_KEYS)
+
+
 def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
     """CONFIG SET each changed setting; returns the keys Redis refused live (they need a restart)."""
     wanted = {directive.key: directive for directive in render.redis_owned_directives(run.plan, node)}
