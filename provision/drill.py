@@ -143,7 +143,7 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
         watch = {name: c for name, c in connections.items() if name != old_master}
         _inject(plan, connections[old_master], old_master, group.port, mode, seconds)
         # Seconds until every sentinel names a new master (old master's own view excluded: it may be cut off).
-        switched = _wait_new_master(plan, watch, group, old_master, fault_at)
+        switched = failover.wait_for_new_master(plan, watch, group, old_master, fault_at)
         say(f"new master {switched[0]} after {switched[1]:.2f}s")
         switched_at = fault_at + switched[1]
         # Keep writing until the client has written through the new master, then 2s more.
@@ -182,17 +182,6 @@ def longest_gap(success_times: list[float], since: float) -> float:
     if len(times) < 2:
         return float("inf")
     return max(later - earlier for earlier, later in zip(times, times[1:]))
-
-
-def _wait_new_master(plan, connections, group, old_master, fault_at, timeout=90.0):
-    old_address = plan.inventory.host(old_master).data_address
-    while time.monotonic() - fault_at < timeout:
-        group_view = next(v for v in status.view(plan, connections) if v.group == group.name)
-        answers = {s.master_address for s in group_view.sentinels if s.flags not in ("unreachable", "down")}
-        if len(answers) == 1 and None not in answers and old_address not in answers:
-            return plan.host_by_data_address(answers.pop()).name, time.monotonic() - fault_at
-        time.sleep(0.05)
-    raise ProvisionError(f"group {group.name}: no new master agreed within {timeout:.0f}s of the fault")
 
 
 def _reconnect_when_back(plan, old_master, back_at):

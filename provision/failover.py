@@ -21,29 +21,48 @@ class FailoverResult:
     seconds_to_rejoin: float      # until the old master replicates from it, link up
 
 
+def wait_for_new_master(plan: Plan, connections: dict[str, Remote], group: Group, old_master: str, started: float,
+                        timeout: float = 90, interval: float = 0.05) -> tuple[str, float]:
+    """Poll until every sentinel that answers names one master other than old_master; returns
+    (its host name, seconds since `started`). Sentinels that cannot be reached or answer nothing
+    (one on a failed or partitioned host) are left out, as Sentinel's own majority leaves them."""
+    old_address = plan.inventory.host(old_master).data_address
+    while time.monotonic() - started < timeout:
+        group_view = next(v for v in status.view(plan, connections) if v.group == group.name)
+        answers = {s.master_address for s in group_view.sentinels if s.flags not in ("unreachable", "down")}
+        if len(answers) == 1 and None not in answers and old_address not in answers:
+            new_host = plan.host_by_data_address(answers.pop())
+            return (new_host.name if new_host else "?"), time.monotonic() - started
+        time.sleep(interval)
+    raise ProvisionError(f"group {group.name}: no new master agreed by the sentinels after {timeout:.0f}s")
+
+
 def wait_for_switch(plan: Plan, connections: dict[str, Remote], group: Group, old_master: str, started: float,
                     timeout: float = 90) -> FailoverResult:
-    """Poll until every reachable sentinel names one master other than old_master, then until
-    old_master is its replica with the link up."""
-    old_address = plan.inventory.host(old_master).data_address
-    switched_at, new_master = None, None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until the sentinels name a new master, then until old_master is its replica, link up."""
+    new_master, seconds_to_switch = wait_for_new_master(plan, connections, group, old_master, started, timeout)
+    while time.monotonic() - started < timeout:
         group_view = next(v for v in status.view(plan, connections) if v.group == group.name)
-        answers = {s.master_address for s in group_view.sentinels if s.flags != "unreachable"}
-        if switched_at is None and len(answers) == 1 and None not in answers and old_address not in answers:
-            switched_at = time.monotonic()
-            new_host = plan.host_by_data_address(answers.pop())
-            new_master = new_host.name if new_host else "?"
-        if switched_at is not None:
-            old = next(n for n in group_view.nodes if n.host == old_master)
-            if old.role == "slave" and old.master_host == new_master and old.link == "up":
-                return FailoverResult(group.name, old_master, new_master, switched_at - started,
-                                      time.monotonic() - started)
+        old = next(n for n in group_view.nodes if n.host == old_master)
+        if old.role == "slave" and old.master_host == new_master and old.link == "up":
+            return FailoverResult(group.name, old_master, new_master, seconds_to_switch, time.monotonic() - started)
         time.sleep(0.1)
-    state = "no new master agreed by all sentinels" if switched_at is None else \
-        f"{old_master} has not rejoined {new_master} as a replica"
-    raise ProvisionError(f"group {group.name}: {state} after {timeout:.0f}s")
+    raise ProvisionError(f"group {group.name}: {old_master} has not rejoined {new_master} as a replica "
+                         f"after {timeout:.0f}s")
+
+
+def hand_over(plan: Plan, connections: dict[str, Remote], group: Group, old_master: str) -> FailoverResult:
+    """SENTINEL FAILOVER through the first reachable sentinel, then wait_for_switch."""
+    sentinel_host = next((name for name in plan.inventory.sentinels if name in connections), None)
+    if sentinel_host is None:
+        raise ProvisionError(f"group {group.name}: no reachable sentinel to fail over through")
+    started = time.monotonic()
+    result = rediscli.sentinel_call(connections[sentinel_host], plan, plan.inventory.host(sentinel_host),
+                                    ["SENTINEL", "FAILOVER", group.name])
+    error = rediscli.reply_error(result)
+    if error:
+        raise ProvisionError(f"{sentinel_host}: SENTINEL FAILOVER {group.name}: {error}")
+    return wait_for_switch(plan, connections, group, old_master, started)
 
 
 def run(plan: Plan, group_name: str | None = None) -> FailoverResult:
@@ -62,14 +81,7 @@ def run(plan: Plan, group_name: str | None = None) -> FailoverResult:
         old_master = plan.host_by_data_address(master_address).name
         if not any(node.role == "slave" and node.link == "up" for node in current.nodes):
             raise ProvisionError(f"group {group.name}: no replica with its link up to promote")
-        sentinel_host = next(name for name in plan.inventory.sentinels if name in connections)
-        host = plan.inventory.host(sentinel_host)
-        started = time.monotonic()
-        result = rediscli.sentinel_call(connections[sentinel_host], plan, host, ["SENTINEL", "FAILOVER", group.name])
-        error = rediscli.reply_error(result)
-        if error:
-            raise ProvisionError(f"{sentinel_host}: SENTINEL FAILOVER {group.name}: {error}")
-        return wait_for_switch(plan, connections, group, old_master, started)
+        return hand_over(plan, connections, group, old_master)
     finally:
         for connection in connections.values():
             connection.close()
