@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from provision import facts as host_facts
-from provision import failover, netns, rediscli, remote, topology
+from provision import failover, netns, remote, topology
 from provision.errors import HostError, ProvisionError
 from provision.hostrun import Change, HostRun, RunOptions
 from provision.inventory import Host
@@ -91,7 +91,6 @@ class _Runner:
         self.say = locked_say
         self.runs: dict[str, HostRun] = {}
         self.errors: dict[str, ProvisionError] = {}
-        self.finished: dict[str, float] = {}
         self.facts: dict[str, host_facts.HostFacts] = {}
         self.pool = ThreadPoolExecutor(max_workers=max(1, plan.inventory.controller.parallel))
         self.step_started: dict[str, float] = {}
@@ -190,7 +189,7 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
     stop_heartbeat = threading.Event()
     heartbeat = threading.Thread(target=_heartbeat, args=(runner, stop_heartbeat), daemon=True)
     heartbeat.start()
-    masters: dict[str, str] = {}
+    current: dict[str, topology.GroupMaster] = {}
     try:
         _connect_all(runner)
         runner.each(runner.alive(), "facts",
@@ -206,14 +205,11 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
             for run in runner.alive():
                 runner.fail(run.name, HostError(run.name, "topology", "ask sentinels and ROLE", str(error)))
             current = {}
-        masters = {name: found.host.name for name, found in current.items()}
         initial_masters = {group.name: group.master for group in plan.inventory.groups}
         for name, found in current.items():
             if found.host.name != initial_masters[name]:
                 runner.say(f"group {name}: current master is {found.host.name} (from {found.source}), "
                            f"not the inventory's initial {initial_masters[name]}; keeping it")
-        master_addresses = {name: found.host.data_address for name, found in current.items()}
-
         acl_changed: dict[str, bool] = {}
 
         def configure_nodes(run: HostRun, masters_wave: bool) -> None:
@@ -255,24 +251,13 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
             run.record(f"SENTINEL FAILOVER {group.name} before restarting this master ({names} cannot change live)")
             if runner.options.check:
                 return current[group.name].host
-            sentinel_host = next((n for n in plan.inventory.sentinels if n in runner.runs and n not in runner.errors), None)
-            if sentinel_host is None:
-                raise HostError(run.name, run.step, "SENTINEL FAILOVER", "no reachable sentinel to hand over through")
-            started = time.monotonic()
-            result = rediscli.sentinel_call(runner.runs[sentinel_host].remote, plan, plan.inventory.host(sentinel_host),
-                                            ["SENTINEL", "FAILOVER", group.name])
-            error = rediscli.reply_error(result)
-            if error:
-                raise HostError(run.name, run.step, f"SENTINEL FAILOVER {group.name} (via {sentinel_host})", error)
             remotes_now = {name: r.remote for name, r in runner.runs.items() if name not in runner.errors}
             try:
-                switched = failover.wait_for_switch(plan, remotes_now, group, run.name, started)
+                switched = failover.hand_over(plan, remotes_now, group, run.name)
             except ProvisionError as failure:
-                raise HostError(run.name, run.step, f"wait for SENTINEL FAILOVER {group.name}", str(failure)) from None
+                raise HostError(run.name, run.step, f"SENTINEL FAILOVER {group.name}", str(failure)) from None
             new_master = plan.inventory.host(switched.new_master)
             current[group.name] = topology.GroupMaster(group.name, new_master, "switchover")
-            master_addresses[group.name] = new_master.data_address
-            masters[group.name] = new_master.name
             run.record(f"{group.name}: {switched.new_master} is master after {switched.seconds_to_switch:.1f}s; "
                        f"{run.name} replicates from it")
             return new_master
@@ -293,6 +278,8 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
                 replicas_wave()     # a running group: any restart takes replicas before the master
                 masters_wave()
             sentinel_runs = [run for run in runner.alive() if run.host_plan.runs_sentinel]
+            # After the node waves: a hand-over before a master's restart may have moved a master.
+            master_addresses = {name: found.host.data_address for name, found in current.items()}
 
             def sentinel_wave(run: HostRun) -> None:
                 run.begin("sentinel")
@@ -314,6 +301,7 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
         outcomes.append(HostOutcome(
             host=name, changes=tuple(run.changes) if run else (), restarts=tuple(run.restarts) if run else (),
             seconds=(time.monotonic() - run.started) if run else 0.0, error=runner.errors.get(name)))
+    masters = {name: found.host.name for name, found in current.items()}
     return DeployReport(tuple(outcomes), time.monotonic() - started, options.check, masters)
 
 

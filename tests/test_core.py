@@ -8,7 +8,7 @@ import pytest
 from provision import confparse, facts, inventory, orchestrate, plan as planner, rediscli, render, topology
 from provision.steps import sentinel as sentinel_step
 from provision.steps.system import parse_thp
-from tests.test_inventory import ENVIRONMENT, base, write
+from tests.test_inventory import base, write
 
 CAPTURED = Path(__file__).parent / "captured"
 

@@ -2,7 +2,6 @@
 with a bad source, with a host gone, with a config Redis refuses."""
 from __future__ import annotations
 
-import time
 
 import pytest
 import redis
@@ -196,7 +195,7 @@ def test_setting_that_needs_a_restart_restarts_replicas_first_then_hands_the_mas
                             artifact_dir)
     assert report.ok, output
     # The master hands over through Sentinel before its own restart, then comes back as a replica.
-    assert f"SENTINEL FAILOVER mymaster before restarting this master (databases cannot change live)" in output
+    assert "SENTINEL FAILOVER mymaster before restarting this master (databases cannot change live)" in output
     assert report.masters["mymaster"] != master
     info = client(lab_inventory, master).info("replication")
     assert info["role"] == "slave" and info["master_link_status"] == "up"

@@ -70,17 +70,13 @@ def live_acl_matches(run: HostRun, node: NodePlan) -> bool:
     return live_users_match(result.stdout, run.plan.inventory.acl.all_users, render.password_hash)
 
 
-def acl_changed_recorded(run: HostRun, node: NodePlan) -> bool:
-    return any(change.action.startswith(f"ACL LOAD on redis-server :{node.port}") for change in run.changes)
-
-
 def predicted_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...], ...]:
     """Owned settings that differ in the node's current file and need a restart: read only."""
     current = primitives.read_file(run, run.layout.redis_conf(node.port))
     if current is None:
         return ()
-    changed = confparse.differing_keys(current, render.redis_owned_directives(run.plan, node))
-    return tuple(key for key in changed if key in RESTART_KEYS)
+    return tuple(key for key in confparse.differing_keys(current, render.redis_owned_directives(run.plan, node))
+                 if key in RESTART_KEYS)
 
 
 def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
@@ -112,17 +108,15 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
         return
     restart_keys = list(outcome.restart_keys)
     if pid is not None:
-        if not acl_changed and not live_acl_matches(run, node):
-            run.record(f"ACL LOAD on redis-server :{node.port} (its live users differ from users.acl)")
-            acl_changed = True
-        if acl_changed:
+        reload_reason = "users.acl changed" if acl_changed else \
+            None if live_acl_matches(run, node) else "its live users differ from users.acl"
+        if reload_reason:
             result = rediscli.call(run.remote, run.layout, address, node.port, ["ACL", "LOAD"],
                                    user=run.plan.inventory.acl.admin)
             error = rediscli.reply_error(result)
             if error:
                 raise HostError(run.name, run.step, "redis-cli ACL LOAD", error)
-            if not acl_changed_recorded(run, node):
-                run.record(f"ACL LOAD on redis-server :{node.port}")
+            run.record(f"ACL LOAD on redis-server :{node.port} ({reload_reason})")
         restart_keys += _apply_live(run, node, outcome.live_keys)
         if not restart_keys:
             return
