@@ -79,8 +79,8 @@ class Group:
     down_after_milliseconds: int = 5000
     failover_timeout: int = 60000
     parallel_syncs: int = 1
-    min_replicas_to_write: int = 0
-    min_replicas_max_lag: int = 10
+    min_replicas_to_write: int = 1
+    min_replicas_max_lag: int = 2
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -336,6 +336,10 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
     save = section.get("save", str, "3600 1 300 100 60 10000")
     if save and not re.match(r"^(\d+ \d+)( \d+ \d+)*$", save.strip()):
         problems.add(("redis", "save"), f'expected pairs of "seconds changes", or "" to disable, got {save!r}')
+    if appendonly is False and save is not None and not save.strip():
+        problems.add(("redis", "appendonly"), 'appendonly: false with save: "" leaves no persistence: a master that '
+                     "restarts comes back empty and its replicas copy the empty dataset (Redis docs, \"Safety of "
+                     "replication when master has persistence turned off\"); keep appendonly: true or set save")
     extra = section.get("settings", dict, {})
     extra_settings = []
     for key, value in extra.items():
@@ -365,6 +369,17 @@ _RESERVED_DIRECTIVES = {
     "maxmemory-policy", "appendonly", "save", "min-replicas-to-write", "min-replicas-max-lag",
     "tcp-backlog", "disable-thp", "replica-announce-ip", "rename-command",
 }
+
+
+def default_min_replicas_to_write(replicas) -> int:
+    """A master takes a write only while a replica is connected to receive it, so a master cut
+    off from its group stops accepting writes that would be lost."""
+    return 1 if replicas else 0
+
+
+def default_min_replicas_max_lag(down_after_milliseconds: int) -> int:
+    """Well under down-after: the cut-off master refuses writes before a new master is elected."""
+    return max(1, down_after_milliseconds // 2000)
 
 
 def _read_groups(problems: _Problems, data: Any, default_port: int | None) -> tuple[Group, ...]:
@@ -397,9 +412,16 @@ def _read_groups(problems: _Problems, data: Any, default_port: int | None) -> tu
         down_after = section.positive_int("down_after_milliseconds", 5000, minimum=100)
         failover_timeout = section.positive_int("failover_timeout", 60000, minimum=1000)
         parallel_syncs = section.positive_int("parallel_syncs", 1)
-        min_to_write = section.positive_int("min_replicas_to_write", 0, minimum=0)
-        max_lag = section.positive_int("min_replicas_max_lag", 10)
+        min_to_write = section.positive_int("min_replicas_to_write", default_min_replicas_to_write(replica_names),
+                                            minimum=0)
+        max_lag = section.positive_int("min_replicas_max_lag", default_min_replicas_max_lag(down_after or 5000))
         section.finish()
+        if min_to_write and max_lag and down_after and max_lag * 1000 >= down_after:
+            problems.add(key_path + ("min_replicas_max_lag",),
+                         f"{max_lag}s is not shorter than down_after_milliseconds ({down_after}ms): a master cut off "
+                         "from its replicas would keep accepting writes after the sentinels promote another node, and "
+                         "those writes are lost when it rejoins; use at most "
+                         f"{max(1, (down_after - 1) // 1000)}")
         if min_to_write is not None and min_to_write > len(replica_names):
             problems.add(key_path + ("min_replicas_to_write",),
                          f"{min_to_write} is more than the group's {len(replica_names)} replicas: the master "

@@ -15,7 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from provision import rediscli, render, status, topology
+from provision import confparse, rediscli, render, status, topology
 from provision.inventory import Group, Host
 from provision.plan import Plan
 from provision.remote import Remote
@@ -131,7 +131,31 @@ def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, m
     dry = _admin_call(plan, connection, host, port, ["ACL", "DRYRUN", replication, "SET", "k", "v"]).stdout.strip()
     checks.add("acl replication user cannot write", dry != "OK", dry[:80])
     default = next((entry for entry in acl if entry.startswith("user default ")), "")
-    checks.add("acl default user off", " off " in f" {default} ", default or "absent")
+    words = default.split()
+    closed = "off" in words and "nopass" not in words and not any(w.startswith(("#", ">")) for w in words)
+    checks.add("acl default user off", closed, default or "absent")
+    config_file = connection.run(f"cat {shlex.quote(plan.layout.redis_conf(port))}")
+    agrees, detail = replicaof_agrees(config_file.stdout if config_file.ok else None, info)
+    checks.add(f"redis :{port} replicaof in file", agrees, detail)
+
+
+def replicaof_agrees(file_text: str | None, info: dict[str, str]) -> tuple[bool, str]:
+    """The file says what the running server is: a restart (or a boot) must bring the node back
+    as the same thing, never as a master the Sentinels do not name."""
+    if file_text is None:
+        return False, "config file unreadable"
+    lines = confparse.values_by_key(file_text).get(("replicaof",)) or \
+        confparse.values_by_key(file_text).get(("slaveof",)) or []
+    in_file = tuple(v.lower() for v in lines[-1]) if lines else ()
+    says_master = not in_file or in_file == ("no", "one")
+    if info.get("role") == "master":
+        return says_master, "master, file has no replicaof" if says_master else \
+            f"running as master but the file says replicaof {' '.join(in_file)}"
+    running = (info.get("master_host", ""), info.get("master_port", ""))
+    if says_master:
+        return False, (f"replica of {':'.join(running)} but the file makes it a master "
+                       f"({'replicaof no one' if in_file else 'no replicaof'}): a restart would start a second master")
+    return in_file == running, f"file replicaof {' '.join(in_file)}, running replica of {' '.join(running)}"
 
 
 def _check_sentinel(plan: Plan, connection: Remote, checks: _Checks, agreed: dict[str, str]) -> None:

@@ -53,7 +53,11 @@ def test_replica_config_has_replicaof_and_master_auth_on_every_node(lab_like_pla
 
 def test_acl_file_disables_default_user_and_stores_only_hashes(lab_like_plan):
     text = render.acl_file(lab_like_plan)
-    assert text.splitlines()[0].startswith("user default off")
+    default = text.splitlines()[0].split()
+    # Off and without any password (nobody logs in as it), but with +@all: Redis 7.0 re-checks
+    # EXEC against the default user while loading the AOF (redis/redis#14541).
+    assert default[:4] == ["user", "default", "off", "resetpass"] and "+@all" in default
+    assert not any(word in ("on", "nopass") or word.startswith((">", "#")) for word in default)
     assert "admin-password-1" not in text
     assert "#" + render.password_hash("admin-password-1") in text
     replication = next(line for line in text.splitlines() if line.startswith("user replicator "))
@@ -189,3 +193,18 @@ def test_live_acl_comparison_notices_a_missing_user_and_an_open_default(lab_like
     assert not live_users_match("\n".join(l for l in good.splitlines() if not l.startswith("user app ")), users,
                                 render.password_hash)
     assert not live_users_match(good.replace("user default off", "user default on nopass"), users, render.password_hash)
+
+
+@pytest.mark.parametrize("file_text, info, agrees", [
+    ("port 6379\n", {"role": "master"}, True),
+    ("replicaof no one\n", {"role": "master"}, True),
+    ("replicaof 10.0.0.2 6379\n", {"role": "master"}, False),
+    ("replicaof 10.0.0.2 6379\n", {"role": "slave", "master_host": "10.0.0.2", "master_port": "6379"}, True),
+    ('slaveof "10.0.0.2" 6379\n', {"role": "slave", "master_host": "10.0.0.2", "master_port": "6379"}, True),
+    ("replicaof 10.0.0.3 6379\n", {"role": "slave", "master_host": "10.0.0.2", "master_port": "6379"}, False),
+    ("port 6379\n", {"role": "slave", "master_host": "10.0.0.2", "master_port": "6379"}, False),
+    ("replicaof no one\n", {"role": "slave", "master_host": "10.0.0.2", "master_port": "6379"}, False),
+])
+def test_verify_compares_replicaof_in_the_file_with_the_running_role(file_text, info, agrees):
+    from provision.verify import replicaof_agrees
+    assert replicaof_agrees(file_text, info)[0] is agrees

@@ -109,6 +109,11 @@ BAD = [
     ("sentinels not a list", mutate(("sentinels",), "a,b,c"), "sentinels: expected a list"),
     ("min replicas above replica count", mutate(("groups", "mymaster", "min_replicas_to_write"), 3),
      "groups.mymaster.min_replicas_to_write: 3 is more than the group's 2 replicas"),
+    ("max lag not under down-after", lambda d: (d["groups"]["mymaster"].update(down_after_milliseconds=5000,
+                                                                             min_replicas_max_lag=5), d)[1],
+     "groups.mymaster.min_replicas_max_lag: 5s is not shorter than down_after_milliseconds (5000ms)"),
+    ("no persistence at all", lambda d: (d["redis"].update(appendonly=False, save=""), d)[1],
+     'redis.appendonly: appendonly: false with save: "" leaves no persistence'),
     ("missing secret env", mutate(("acl", "admin", "password_env"), "NOT_SET_ANYWHERE"), "acl.admin.password_env: environment variable NOT_SET_ANYWHERE is not set"),
     ("inline password", mutate(("acl", "replication"), {"password": "hunter2"}), "acl.replication.password: unknown key"),
     ("missing secret file", mutate(("acl", "sentinel"), {"password_file": "/nonexistent/secret"}), "acl.sentinel.password_file: cannot read /nonexistent/secret"),
@@ -202,3 +207,21 @@ def test_shipped_example_inventories_are_valid(monkeypatch):
     for name in ("prod.yml", "vagrant.yml"):
         loaded = inventory.load(root / name)
         assert len(loaded.sentinels) == 3 and loaded.groups[0].name == "mymaster"
+
+
+def test_groups_with_replicas_default_to_refusing_writes_when_cut_off(tmp_path):
+    """min-replicas-to-write 1 and a max lag under down-after unless the inventory says otherwise;
+    a lone master has no replica to wait for."""
+    document = base()
+    document["groups"]["mymaster"]["down_after_milliseconds"] = 5000
+    document["groups"]["solo"] = {"master": "a", "replicas": [], "quorum": 2, "port": 6380}
+    loaded = inventory.load(write(tmp_path, document), ENVIRONMENT)
+    group, solo = loaded.groups
+    assert (group.min_replicas_to_write, group.min_replicas_max_lag) == (1, 2)
+    assert solo.min_replicas_to_write == 0
+
+
+def test_explicit_zero_min_replicas_allows_any_lag(tmp_path):
+    document = base()
+    document["groups"]["mymaster"].update(min_replicas_to_write=0, min_replicas_max_lag=60)
+    assert inventory.load(write(tmp_path, document), ENVIRONMENT).groups[0].min_replicas_to_write == 0

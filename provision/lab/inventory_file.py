@@ -50,7 +50,8 @@ def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path) -> dict:
         },
         "groups": {"mymaster": {"master": names[0], "replicas": names[1:], "quorum": 2,
                                 "down_after_milliseconds": 2000, "failover_timeout": 10000,
-                                "parallel_syncs": 1, "min_replicas_to_write": 0}},
+                                "parallel_syncs": 1, "min_replicas_to_write": 1,
+                                "min_replicas_max_lag": 1}},
         "sentinels": sentinels,
         "acl": {
             "admin": {"name": "admin", "password_file": str(secret_files["admin"])},
