@@ -38,6 +38,7 @@ class HostRun:
     say: Callable[[str], None]
     changes: list[Change] = field(default_factory=list)
     restarts: list[str] = field(default_factory=list)
+    started_as: dict[int, tuple[str, str | None]] = field(default_factory=dict)   # port → guard's RESULT
     step: str = "connect"
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -24,7 +24,7 @@ from provision.hostrun import Change, HostRun, RunOptions
 from provision.inventory import Host
 from provision.plan import Plan
 from provision.render import password_hash
-from provision.steps import build, node, sentinel, system
+from provision.steps import build, node, sentinel, services, system
 
 HEARTBEAT_SECONDS = 15.0
 
@@ -36,10 +36,11 @@ class HostOutcome:
     restarts: tuple[str, ...]
     seconds: float
     error: ProvisionError | None = None
+    unreachable: bool = False
 
     @property
     def failed(self) -> bool:
-        return self.error is not None
+        return self.error is not None and not self.unreachable
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,15 @@ class DeployReport:
 
     @property
     def ok(self) -> bool:
-        return not any(outcome.failed for outcome in self.outcomes)
+        """Every reachable host converged. A host that cannot be reached is skipped, named in the
+        recap, and does not fail the run (its group carries on without it), unless no host at all
+        could be reached."""
+        reachable = [outcome for outcome in self.outcomes if not outcome.unreachable]
+        return bool(reachable) and not any(outcome.failed for outcome in reachable)
+
+    @property
+    def unreachable(self) -> tuple[str, ...]:
+        return tuple(outcome.host for outcome in self.outcomes if outcome.unreachable)
 
     @property
     def changed(self) -> int:
@@ -91,6 +100,7 @@ class _Runner:
         self.say = locked_say
         self.runs: dict[str, HostRun] = {}
         self.errors: dict[str, ProvisionError] = {}
+        self.unreachable: set[str] = set()
         self.facts: dict[str, host_facts.HostFacts] = {}
         self.pool = ThreadPoolExecutor(max_workers=max(1, plan.inventory.controller.parallel))
         self.step_started: dict[str, float] = {}
@@ -126,7 +136,10 @@ def _connect_all(runner: _Runner) -> None:
         try:
             connection = remote.connect_for(host_plan.host, runner.plan.inventory.controller)
         except ProvisionError as error:
-            runner.fail(host_plan.host.name, error)
+            runner.errors[host_plan.host.name] = error
+            runner.unreachable.add(host_plan.host.name)
+            runner.say(f"UNREACHABLE {error}\n  skipping {host_plan.host.name}; the other hosts carry on. "
+                       "Re-run deploy when it is back: its redis-server starts as the Sentinels say (start-redis).")
             return
         runner.runs[host_plan.host.name] = HostRun(connection, runner.plan, host_plan, runner.options, runner.say,
                                                    started=started)
@@ -182,6 +195,46 @@ def _install_binaries(runner: _Runner) -> None:
             build.activate(run, runner.facts[run.name])
 
 
+def _recover_stopped_masters(runner: _Runner, current: dict[str, topology.GroupMaster]) -> None:
+    """A group whose Sentinels still name a master that is not running (it crashed, and they
+    have not failed over yet) gets that node started first, through its start guard: the guard
+    has a replica promoted (SENTINEL FAILOVER) and starts the node as its replica, so it never
+    comes back as a master with only what its AOF held. The other waves then see the new master."""
+    stopped = []
+    for name, found in current.items():
+        run = runner.runs.get(found.host.name)
+        if found.source != "sentinels" or run is None or found.host.name in runner.errors:
+            continue
+        node_plan = next((n for n in run.host_plan.nodes if n.group.name == name), None)
+        if node_plan is not None and services.running_pid(run, node_plan.port) is None:
+            stopped.append((run, node_plan))
+    if not stopped:
+        return
+
+    def recover(run: HostRun, node_plan) -> None:
+        run.begin("recover")
+        group = node_plan.group.name
+        if runner.options.check:
+            run.record(f"start redis-server :{node_plan.port} (down, still named master of {group}): the sentinels "
+                       "fail over first, then it starts as a replica")
+            return
+        run.record(f"redis-server :{node_plan.port} is down and the sentinels still name it master of {group}: "
+                   "start it through its guard (failover first, then as a replica)")
+        failure = services.start(run, node_plan.port, node_plan.host.data_address)
+        if failure:
+            raise HostError(run.name, run.step, services.start_command(run, node_plan.port), failure)
+        with run.lock:
+            run.restarts.append(f"redis-server:{node_plan.port}")
+        role, master_address = run.started_as.get(node_plan.port, ("unknown", None))
+        new_master = runner.plan.host_by_data_address(master_address or "")
+        if role == "replica" and new_master is not None:
+            current[group] = topology.GroupMaster(group, new_master, "sentinels")
+            run.record(f"{group}: {new_master.name} is master now; {run.name} started as its replica")
+
+    runner.each([run for run, _ in stopped], "recover",
+                lambda run: [recover(run, n) for r, n in stopped if r is run])
+
+
 def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) -> DeployReport:
     started = time.monotonic()
     enter_controller_namespace(plan)
@@ -231,12 +284,17 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
                     masters_wave_for_node = masters_wave
                 outcome = node.configure(run, node_plan, master_host)
                 run.begin("start")
+                # The guard asks the Sentinels itself; only a group they do not monitor yet (a
+                # fresh one, or sentinels all down) is told its master.
+                known_master = master_host.data_address if current[node_plan.group.name].source in (
+                    "inventory", "roles") else None
                 # Restarts within a group happen one node at a time (the node back and linked
                 # before the next goes), so the group never loses more than one member.
                 lock = restart_locks[node_plan.group.name] if outcome.restart_keys else contextlib.nullcontext()
                 with lock:
-                    node.ensure_running(run, node_plan, outcome, acl_changed[run.name])
-                    if masters_wave_for_node:
+                    node.ensure_running(run, node_plan, outcome, acl_changed[run.name], known_master)
+                    role, _ = run.started_as.get(node_plan.port, ("", None))
+                    if masters_wave_for_node and role != "replica":
                         node.wait_master_ready(run, node_plan)
                     else:
                         node.wait_replica_linked(run, node_plan)
@@ -263,6 +321,7 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
             return new_master
 
         if current:
+            _recover_stopped_masters(runner, current)
             restart_locks = {group.name: threading.Lock() for group in plan.inventory.groups}
             master_names = {found.host.name for found in current.values()}
             replica_names = [run.name for run in runner.alive() if any(
@@ -300,7 +359,8 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
         run = runner.runs.get(name)
         outcomes.append(HostOutcome(
             host=name, changes=tuple(run.changes) if run else (), restarts=tuple(run.restarts) if run else (),
-            seconds=(time.monotonic() - run.started) if run else 0.0, error=runner.errors.get(name)))
+            seconds=(time.monotonic() - run.started) if run else 0.0, error=runner.errors.get(name),
+            unreachable=name in runner.unreachable))
     masters = {name: found.host.name for name, found in current.items()}
     return DeployReport(tuple(outcomes), time.monotonic() - started, options.check, masters)
 
@@ -316,7 +376,9 @@ def format_recap(report: DeployReport, plan: Plan, show_diff: bool) -> str:
     title = "RECAP (check mode: nothing was changed)" if report.check else "RECAP"
     lines.append(title)
     for outcome in report.outcomes:
-        if outcome.failed:
+        if outcome.unreachable:
+            state = "UNREACHABLE (skipped)"
+        elif outcome.failed:
             step = getattr(outcome.error, "step", "?")
             state = f"FAILED   step={step}"
         elif outcome.changes:
@@ -327,6 +389,8 @@ def format_recap(report: DeployReport, plan: Plan, show_diff: bool) -> str:
         lines.append(f"  {outcome.host:16} {state:24} {outcome.seconds:6.1f}s{restarts}")
     if report.masters:
         lines.append("  masters: " + ", ".join(f"{group}={host}" for group, host in report.masters.items()))
+    unreachable = f", {len(report.unreachable)} unreachable ({', '.join(report.unreachable)})" \
+        if report.unreachable else ""
     lines.append(f"  total {report.seconds:.1f}s, {report.changed} change(s), "
-                 f"{sum(o.failed for o in report.outcomes)} failed host(s)")
+                 f"{sum(o.failed for o in report.outcomes)} failed host(s){unreachable}")
     return mask("\n".join(lines))

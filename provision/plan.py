@@ -46,6 +46,23 @@ class Layout:
         return posixpath.join(self.install_dir, "build")
 
     @property
+    def boot_dir(self) -> str:
+        """Root's own: the start guard, its sentinel password, its logs. Never in a directory the
+        redis user can write, since root runs what is here."""
+        return posixpath.join(self.install_dir, "boot")
+
+    @property
+    def start_script(self) -> str:
+        return posixpath.join(self.boot_dir, "start-redis")
+
+    @property
+    def boot_auth_file(self) -> str:
+        return posixpath.join(self.boot_dir, "sentinel.auth")
+
+    def start_log(self, port: int) -> str:
+        return posixpath.join(self.boot_dir, f"start-redis-{port}.log")
+
+    @property
     def acl_file(self) -> str:
         return posixpath.join(self.conf_dir, "users.acl")
 

@@ -3,6 +3,7 @@ except reading the templates."""
 from __future__ import annotations
 
 import hashlib
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ REDIS_RUNTIME_KEYS = {("replicaof",), ("slaveof",)}
 _environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), trim_blocks=True,
                                   lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                                   autoescape=False)
+
+_environment.filters["sh"] = lambda value: shlex.quote(str(value))
 
 
 def _render(template: str, **values) -> str:
@@ -98,6 +101,20 @@ def acl_file(plan: Plan) -> str:
     entries = [AclEntry(user.name, password_hash(user.password.value), user.rules)
                for user in plan.inventory.acl.all_users]
     return _render("users.acl.j2", users=entries)
+
+
+def start_script(plan: Plan, host_plan: HostPlan) -> str:
+    """The host's start guard (templates/start-redis.sh.j2): no secret in it."""
+    inventory = plan.inventory
+    return _render("start-redis.sh.j2", host=host_plan.host, nodes=host_plan.nodes, layout=plan.layout,
+                   sentinel_port=inventory.redis.sentinel_port, boot_dir=plan.layout.boot_dir,
+                   sentinel_addresses=[inventory.host(name).data_address for name in inventory.sentinels],
+                   admin_user=inventory.acl.admin.name, auth_file=plan.layout.boot_auth_file)
+
+
+def boot_auth(plan: Plan) -> str:
+    """The password start-redis logs in to the sentinels with (root-only file)."""
+    return plan.inventory.acl.admin.password.value + "\n"
 
 
 def sysctl_file(plan: Plan) -> str:

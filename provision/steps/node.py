@@ -95,9 +95,13 @@ def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...])
     return refused
 
 
-def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_changed: bool) -> None:
+def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_changed: bool,
+                   known_master: str | None = None) -> None:
     """Start if not running; apply changes live; restart only when a setting needs it; if the
-    new config keeps Redis from starting, put the previous config back and report."""
+    new config keeps Redis from starting, put the previous config back and report.
+    Every start goes through the host's start guard, which asks the Sentinels what the node is
+    (and sets `replicaof` in its file to match) unless `known_master` is given: the address of
+    the master of a group that no sentinel monitors yet."""
     address = node.host.data_address
     pid = services.running_pid(run, node.port)
     if run.options.check:
@@ -124,7 +128,7 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
         services.stop(run, node.port)
     else:
         run.record(f"start redis-server :{node.port}")
-    failure = services.start(run, node.port, address)
+    failure = services.start(run, node.port, address, master=known_master)
     if failure is None:
         with run.lock:
             run.restarts.append(f"redis-server:{node.port}")
@@ -132,7 +136,7 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
     if outcome.previous_text is not None:
         path = run.layout.redis_conf(node.port)
         run.remote.write_file(run.step, path, outcome.previous_text.encode(), 0o640, "redis", "redis")
-        again = services.start(run, node.port, address)
+        again = services.start(run, node.port, address, master=known_master)
         state = "it runs with the previous config" if again is None else f"and it failed with it too: {again}"
         raise HostError(run.name, run.step, services.start_command(run, node.port),
                         f"new config rejected; rolled back {path} to the previous version, {state}.\n{failure}")

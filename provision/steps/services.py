@@ -29,21 +29,44 @@ def running_pid(run: HostRun, port: int | None) -> int | None:
     return running_pid_on(run.remote, run.layout, port)
 
 
-def start_command_for(layout: Layout, port: int | None) -> str:
+GUARD_WAIT_SECONDS = 120
+
+
+def start_command_for(layout: Layout, port: int | None, master: str | None = None,
+                      wait_seconds: int = GUARD_WAIT_SECONDS) -> str:
+    """A sentinel starts directly. A redis-server starts through the host's start guard
+    (templates/start-redis.sh.j2), which asks the Sentinels what it is first, as at boot;
+    `master` skips the question, for a group no sentinel monitors yet."""
     # umask 0027: Redis creates the files it rewrites (CONFIG REWRITE, Sentinel's state) with
     # 0666 & ~umask, and those files hold passwords.
     if port is None:
         return f"umask 0027; runuser -u redis -- {shlex.quote(layout.binary('redis-sentinel'))} {shlex.quote(layout.sentinel_conf)}"
-    return f"umask 0027; runuser -u redis -- {shlex.quote(layout.binary('redis-server'))} {shlex.quote(layout.redis_conf(port))}"
+    forced = f" --master {shlex.quote(master)}" if master else ""
+    return f"{shlex.quote(layout.start_script)} {port} --wait {int(wait_seconds)}{forced}"
 
 
-def start_command(run: HostRun, port: int | None) -> str:
-    return start_command_for(run.layout, port)
+def start_command(run: HostRun, port: int | None, master: str | None = None) -> str:
+    return start_command_for(run.layout, port, master)
 
 
-def start_on(connection: Remote, layout: Layout, port: int | None) -> None:
-    """Start a process the deploy configured (as /etc/rc.local does at boot)."""
-    connection.check("start", start_command_for(layout, port))
+def start_on(connection: Remote, layout: Layout, port: int | None) -> str:
+    """Start a process the deploy configured, through the same guard as at boot; returns what
+    the guard said."""
+    return connection.check("start", start_command_for(layout, port), timeout=GUARD_WAIT_SECONDS + 30).stdout
+
+
+def guard_result(output: str) -> tuple[str, str | None]:
+    """The guard's last word: ("master", None), ("replica", address), ("running", None)."""
+    for line in reversed(output.splitlines()):
+        words = line.split()
+        if words[:1] == ["RESULT"] and len(words) >= 2:
+            return words[1], (words[2] if len(words) > 2 else None)
+    return "unknown", None
+
+
+def guard_story(output: str) -> list[str]:
+    """What the guard did, for the run's record (its `start-redis :port:` lines)."""
+    return [line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("start-redis :") and ": " in line]
 
 
 def log_tail(run: HostRun, port: int | None) -> str:
@@ -51,12 +74,21 @@ def log_tail(run: HostRun, port: int | None) -> str:
     return run.remote.run(f"tail -n 15 {shlex.quote(run.layout.log_dir + '/' + name)}").stdout
 
 
-def start(run: HostRun, port: int | None, address: str, wait_seconds: float = 15) -> str | None:
-    """Start and wait until it answers PING; returns None, or the reason it did not come up."""
+def start(run: HostRun, port: int | None, address: str, wait_seconds: float = 15,
+          master: str | None = None) -> str | None:
+    """Start and wait until it answers PING; returns None, or the reason it did not come up.
+    What the start guard decided is recorded on the run."""
     what = "sentinel" if port is None else f"redis-server :{port}"
-    result = run.remote.run(start_command(run, port))
+    result = run.remote.run(start_command(run, port, master), timeout=GUARD_WAIT_SECONDS + 30)
     if not result.ok:
-        return f"{what} start command failed: {result.stderr.strip()}\n{log_tail(run, port)}"
+        return (f"{what} start command failed: {(result.stdout + result.stderr).strip()}\n"
+                f"{log_tail(run, port)}")
+    if port is not None:
+        for line in guard_story(result.stdout):
+            run.say(f"{run.name}: {run.step}: {line}")
+        role, of = guard_result(result.stdout)
+        with run.lock:
+            run.started_as[port] = (role, of)
     deadline = time.monotonic() + wait_seconds
     listen_port = port if port is not None else run.plan.inventory.redis.sentinel_port
     user = run.plan.inventory.acl.admin

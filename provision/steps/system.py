@@ -55,9 +55,13 @@ def layout(run: HostRun) -> None:
     if run.options.check and not user_check.ok:
         return  # directories owned by a user that does not exist yet cannot be compared
     wanted = [(paths.install_dir, 0o755, "root"), (paths.install_dir + "/versions", 0o755, "root"),
+              (paths.boot_dir, 0o700, "root"),
               (paths.conf_dir, 0o750, "redis"), (paths.data_dir, 0o750, "redis"), (paths.log_dir, 0o750, "redis"),
               (paths.run_dir, 0o755, "redis")]
     wanted += [(paths.node_data_dir(node.port), 0o750, "redis") for node in run.host_plan.nodes]
     if run.host_plan.runs_sentinel:
         wanted.append((paths.sentinel_data_dir, 0o750, "redis"))
     primitives.ensure_dirs(run, wanted)
+    if run.host_plan.nodes:
+        primitives.ensure_file(run, paths.start_script, render.start_script(run.plan, run.host_plan), 0o700)
+        primitives.ensure_file(run, paths.boot_auth_file, render.boot_auth(run.plan), 0o600)
