@@ -58,10 +58,12 @@ def failover(c, inventory=DEFAULT_INVENTORY, group=None):
 @task(help={"inventory": "inventory file (default inventory/lab.yml)", "mode": "kill, stop or partition",
             "seconds": "how long a stopped or partitioned master stays away (default 10)",
             "group": "replication group (default: the first)"})
-def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds=10, group=None):
-    """Fail the master under a writing client and measure: time to new master, unavailability, lost writes."""
+def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds=10, group=None, allow_reboot=False):
+    """Fail the master under a writing client and measure: time to new master, unavailability,
+    lost writes per kind, time with two writable masters. --mode kill|stop|partition|restart|reboot;
+    reboot of a host that is not a lab host needs --allow-reboot."""
     try:
-        report = cli.drill(inventory, mode=mode, seconds=float(seconds), group=group)
+        report = cli.drill(inventory, mode=mode, seconds=float(seconds), group=group, allow_reboot=allow_reboot)
     except ProvisionError as error:
         raise Exit(f"error: {error}", 1)
     if not report.ok:

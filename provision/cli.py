@@ -62,9 +62,10 @@ def failover(inventory_path: str, group: str | None = None, say=print):
     return result
 
 
-def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: str | None = None, say=print):
+def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: str | None = None, say=print,
+          allow_reboot: bool = False):
     from provision import drill as failure_drill
     plan = load_plan(inventory_path)
-    report = failure_drill.run(plan, mode=mode, seconds=seconds, group_name=group, say=say)
+    report = failure_drill.run(plan, mode=mode, seconds=seconds, group_name=group, say=say, allow_reboot=allow_reboot)
     say(orchestrate.secret_masker(plan)(failure_drill.format_report(report)))
     return report

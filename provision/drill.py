@@ -8,8 +8,14 @@ hosts and lab hosts:
   stop       SIGSTOP, like `DEBUG SLEEP` (a hung process); SIGCONT is scheduled on the host itself
   partition  the host's data interface goes down; the host brings it back itself after --seconds,
              so the drill never depends on reaching a host it has cut off
-Measured: time until every sentinel names a new master, the longest gap between acknowledged
-writes, and acknowledged writes missing from the new master afterwards (must be 0).
+  restart    SIGKILL, then started again at once (before down-after-milliseconds), through the
+             host's start guard, as a supervisor would
+  reboot     the whole host: `lab.restart` on a lab host; on a real host `reboot` over SSH, only
+             with allow_reboot (the CLI's --allow-reboot)
+The writer mixes plain SET, MULTI/EXEC, EVAL and FCALL writes (Redis replicates and persists the
+last three as transactions). Measured: time until every sentinel names a new master, the longest
+gap between acknowledged writes, acknowledged writes missing afterwards per kind, on the new
+master and on every node, and how long two nodes accepted writes at once (rolewatch, must be 0).
 """
 from __future__ import annotations
 
@@ -24,13 +30,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from provision import failover, status, verify
+from provision import failover, rolewatch, status, verify
 from provision.errors import ProvisionError
 from provision.plan import Plan
 from provision.steps import services
 
-MODES = ("kill", "stop", "partition")
+MODES = ("kill", "stop", "partition", "restart", "reboot")
+WRITE_KINDS = ("set", "multi", "eval", "fcall")
 WAIT_TIMEOUT_MS = 500
+FUNCTION_LIBRARY = """#!lua name=redis_provision_drill
+redis.register_function('redis_provision_drill_set', function(keys, args) return redis.call('SET', keys[1], args[1]) end)
+"""
 
 
 @dataclass
@@ -40,6 +50,22 @@ class WriterLog:
     unacknowledged: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     success_times: list[float] = field(default_factory=list)
+
+
+def write_kind(sequence: int) -> str:
+    return WRITE_KINDS[sequence % len(WRITE_KINDS)]
+
+
+def drill_key(run_id: str, sequence: int) -> str:
+    return f"drill:{run_id}:{write_kind(sequence)}:{sequence}"
+
+
+@dataclass(frozen=True)
+class KindCount:
+    attempted: int
+    acknowledged: int
+    lost: int                  # acknowledged, missing on the master afterwards
+    lost_on_some_node: int     # acknowledged, missing on at least one node once resynced
 
 
 @dataclass(frozen=True)
@@ -56,11 +82,19 @@ class DrillReport:
     old_master_rejoined_seconds: float
     verify_failures: tuple[str, ...]
     errors: dict
+    kinds: dict = field(default_factory=dict)          # kind → KindCount
+    two_master_seconds: float = 0.0
+    role_watch: str = ""
+
+    @property
+    def lost_anywhere(self) -> int:
+        return sum(count.lost_on_some_node for count in self.kinds.values())
 
     @property
     def ok(self) -> bool:
-        return (self.lost == 0 and self.new_master != self.old_master and not self.verify_failures
-                and self.unavailable_seconds != float("inf"))
+        return (self.lost == 0 and self.lost_anywhere == 0 and self.new_master != self.old_master
+                and not self.verify_failures and self.unavailable_seconds != float("inf")
+                and self.two_master_seconds == 0)
 
 
 def _writer(plan: Plan, group_name: str, run_id: str, stop: threading.Event, log: WriterLog) -> None:
@@ -79,8 +113,19 @@ def _writer(plan: Plan, group_name: str, run_id: str, stop: threading.Event, log
     while not stop.is_set():
         sequence += 1
         log.attempted += 1
+        key, kind = drill_key(run_id, sequence), write_kind(sequence)
         try:
-            master.set(f"drill:{run_id}:{sequence}", sequence)
+            if kind == "set":
+                master.set(key, sequence)
+            elif kind == "multi":
+                transaction = master.pipeline(transaction=True)
+                transaction.set(key, sequence)
+                transaction.incr(f"drill:{run_id}:multi-count")
+                transaction.execute()
+            elif kind == "eval":
+                master.eval("return redis.call('SET', KEYS[1], ARGV[1])", 1, key, sequence)
+            else:
+                master.fcall("redis_provision_drill_set", 1, key, sequence)
             replicas = master.wait(1, WAIT_TIMEOUT_MS)
         except (redis.RedisError, OSError) as error:
             name = type(error).__name__
@@ -95,13 +140,46 @@ def _writer(plan: Plan, group_name: str, run_id: str, stop: threading.Event, log
         time.sleep(0.01)
 
 
-def _inject(plan: Plan, connection, host_name: str, port: int, mode: str, seconds: float) -> None:
+def _load_function(plan: Plan, master_name: str, group) -> None:
+    """The FCALL writes' function, loaded on the master (replicated and persisted from there)."""
+    host, admin = plan.inventory.host(master_name), plan.inventory.acl.admin
+    client = redis.Redis(host=host.data_address, port=group.port, username=admin.name, password=admin.password.value,
+                         socket_timeout=5)
+    try:
+        client.function_load(FUNCTION_LIBRARY, replace=True)
+    finally:
+        client.close()
+
+
+def _reboot(plan: Plan, connection, host_name: str, allow_reboot: bool) -> None:
+    """A lab host reboots through the lab; a real one only when the operator allowed it."""
+    from provision.lab import hosts as lab_hosts
+    from provision.lab.paths import default_paths
+    paths = default_paths()
+    if plan.inventory.controller.network_namespace == lab_hosts.BRIDGE_NAMESPACE and \
+            lab_hosts.launcher_pid(paths, host_name) is not None:
+        lab_hosts.restart(paths, host_name, log=lambda _: None)
+        return
+    if not allow_reboot:
+        raise ProvisionError(f"{host_name} is not a lab host: --mode reboot reboots it for real; "
+                             "pass --allow-reboot to do that")
+    connection.check("drill", "nohup sh -c 'sleep 1; systemctl reboot || reboot' >/dev/null 2>&1 &")
+
+
+def _inject(plan: Plan, connection, host_name: str, port: int, mode: str, seconds: float,
+            allow_reboot: bool = False) -> None:
     """Make the master fail. Recovery for stop and partition is scheduled on the host itself."""
     pid = services.running_pid_on(connection, plan.layout, port)
     if pid is None:
         raise ProvisionError(f"{host_name}: no redis-server :{port} running to fail")
     if mode == "kill":
         connection.check("drill", f"kill -KILL {pid}")
+    elif mode == "restart":
+        guard = shlex.quote(plan.layout.start_script)
+        connection.check("drill", f"kill -KILL {pid}; nohup {guard} {port} >> {shlex.quote(plan.layout.start_log(port))}"
+                                  " 2>&1 < /dev/null &")
+    elif mode == "reboot":
+        _reboot(plan, connection, host_name, allow_reboot)
     elif mode == "stop":
         connection.check("drill", f"kill -STOP {pid}; nohup sh -c 'sleep {seconds:.0f}; kill -CONT {pid}' "
                                   f">/dev/null 2>&1 &")
@@ -114,7 +192,8 @@ def _inject(plan: Plan, connection, host_name: str, port: int, mode: str, second
                                   f"ip link set dev {shlex.quote(device)} up' >/dev/null 2>&1 &")
 
 
-def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | None = None, say=print) -> DrillReport:
+def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | None = None, say=print,
+        allow_reboot: bool = False) -> DrillReport:
     if mode not in MODES:
         raise ProvisionError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     group = next((g for g in plan.inventory.groups if g.name == group_name), None) if group_name \
@@ -124,13 +203,18 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
     connections, unreachable = status.open_connections(plan)
     if unreachable:
         raise ProvisionError(f"hosts unreachable before the drill: {unreachable}")
+    watch = None
     try:
         current = next(v for v in status.view(plan, connections) if v.group == group.name)
         if current.sentinel_master is None:
             raise ProvisionError(f"group {group.name}: sentinels do not agree on a master; not drilling")
         old_master = plan.host_by_data_address(current.sentinel_master).name
+        if mode == "reboot" and not allow_reboot:
+            _reboot_allowed_or_lab(plan, old_master)
+        _load_function(plan, old_master, group)
         run_id = secrets.token_hex(4)
         log, stop = WriterLog(), threading.Event()
+        watch = rolewatch.RoleWatch(plan, group).__enter__()
         writer = threading.Thread(target=_writer, args=(plan, group.name, run_id, stop, log), daemon=True)
         writer.start()
         time.sleep(2)
@@ -140,10 +224,10 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
         say(f"drill {mode}: failing master {old_master} of {group.name} after {len(log.acknowledged)} acknowledged writes")
         fault_at = time.monotonic()
         last_ok_before = log.success_times[-1]
-        watch = {name: c for name, c in connections.items() if name != old_master}
-        _inject(plan, connections[old_master], old_master, group.port, mode, seconds)
+        others = {name: c for name, c in connections.items() if name != old_master}
+        _inject(plan, connections[old_master], old_master, group.port, mode, seconds, allow_reboot)
         # Seconds until every sentinel names a new master (old master's own view excluded: it may be cut off).
-        switched = failover.wait_for_new_master(plan, watch, group, old_master, fault_at)
+        switched = failover.wait_for_new_master(plan, others, group, old_master, fault_at)
         say(f"new master {switched[0]} after {switched[1]:.2f}s")
         switched_at = fault_at + switched[1]
         # Keep writing until the client has written through the new master, then 2s more.
@@ -166,13 +250,27 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
             connection.close()
         connections, _ = _reconnect_when_back(plan, old_master, fault_at + seconds)
         rejoin = failover.wait_for_switch(plan, connections, group, old_master, rejoin_started)
-        lost = _count_lost(plan, group, switched[0], run_id, log.acknowledged)
+        watch.__exit__(None, None, None)
+        kinds = _count_lost(plan, group, switched[0], run_id, log)
         failures = [f"{r.host} {r.check}: {r.detail}" for r in _verify_settled(plan)]
+        lost = sum(count.lost for count in kinds.values())
         return DrillReport(mode, group.name, old_master, switched[0], switched[1], unavailable, log.attempted,
-                           len(log.acknowledged), lost, rejoin.seconds_to_rejoin, tuple(failures), dict(log.errors))
+                           len(log.acknowledged), lost, rejoin.seconds_to_rejoin, tuple(failures), dict(log.errors),
+                           kinds, watch.two_master_seconds, watch.summary())
     finally:
+        if watch is not None:
+            watch.__exit__(None, None, None)
         for connection in connections.values():
             connection.close()
+
+
+def _reboot_allowed_or_lab(plan: Plan, host_name: str) -> None:
+    from provision.lab import hosts as lab_hosts
+    from provision.lab.paths import default_paths
+    if plan.inventory.controller.network_namespace != lab_hosts.BRIDGE_NAMESPACE or \
+            lab_hosts.launcher_pid(default_paths(), host_name) is None:
+        raise ProvisionError(f"{host_name} is not a lab host: --mode reboot reboots it for real; "
+                             "pass --allow-reboot to do that")
 
 
 def longest_gap(success_times: list[float], since: float) -> float:
@@ -195,23 +293,47 @@ def _reconnect_when_back(plan, old_master, back_at):
         time.sleep(0.5)
 
 
-def _count_lost(plan: Plan, group, master_name: str, run_id: str, acknowledged: list[int]) -> int:
-    host = plan.inventory.host(master_name)
+def _present(client: redis.Redis, run_id: str, sequences: list[int]) -> set[int]:
+    present = set()
+    for start in range(0, len(sequences), 500):
+        chunk = sequences[start:start + 500]
+        values = client.mget([drill_key(run_id, n) for n in chunk])
+        present.update(n for n, value in zip(chunk, values) if value is not None)
+    return present
+
+
+def _count_lost(plan: Plan, group, master_name: str, run_id: str, log: WriterLog) -> dict[str, KindCount]:
+    """Per kind: acknowledged writes missing on the master, and on any node once every replica
+    has caught up with the master (then the drill's keys are deleted)."""
     admin = plan.inventory.acl.admin
-    client = redis.Redis(host=host.data_address, port=group.port, username=admin.name, password=admin.password.value,
-                         socket_timeout=5)
+
+    def client_for(name: str) -> redis.Redis:
+        host = plan.inventory.host(name)
+        return redis.Redis(host=host.data_address, port=group.port, username=admin.name,
+                           password=admin.password.value, socket_timeout=5)
+    clients = {name: client_for(name) for name in group.members}
     try:
-        present = set()
-        for start in range(0, len(acknowledged), 500):
-            chunk = acknowledged[start:start + 500]
-            values = client.mget([f"drill:{run_id}:{n}" for n in chunk])
-            present.update(n for n, value in zip(chunk, values) if value is not None)
-        lost = len(set(acknowledged) - present)
-        for start in range(0, len(acknowledged), 500):
-            client.delete(*[f"drill:{run_id}:{n}" for n in acknowledged[start:start + 500]])
-        return lost
+        master = clients[master_name]
+        master.wait(len(group.replicas), 10000)   # every replica has the master's data before we look
+        acknowledged = set(log.acknowledged)
+        on_master = _present(master, run_id, log.acknowledged)
+        missing_somewhere = set(acknowledged - on_master)
+        for name, client in clients.items():
+            if name != master_name:
+                missing_somewhere |= acknowledged - _present(client, run_id, log.acknowledged)
+        attempted = [write_kind(n) for n in range(1, log.attempted + 1)]
+        kinds = {kind: KindCount(attempted=attempted.count(kind),
+                                 acknowledged=sum(1 for n in acknowledged if write_kind(n) == kind),
+                                 lost=sum(1 for n in acknowledged - on_master if write_kind(n) == kind),
+                                 lost_on_some_node=sum(1 for n in missing_somewhere if write_kind(n) == kind))
+                 for kind in WRITE_KINDS}
+        keys = [drill_key(run_id, n) for n in log.acknowledged] + [f"drill:{run_id}:multi-count"]
+        for start in range(0, len(keys), 500):
+            master.delete(*keys[start:start + 500])
+        return kinds
     finally:
-        client.close()
+        for client in clients.values():
+            client.close()
 
 
 def _verify_settled(plan: Plan, timeout: float = 30.0):
@@ -231,6 +353,10 @@ def format_report(report: DrillReport) -> str:
         f"  time to new master (all sentinels agree): {report.seconds_to_new_master:.2f}s",
         f"  write-unavailability window:              {report.unavailable_seconds:.2f}s",
         f"  writes attempted / acknowledged / lost:   {report.attempted} / {report.acknowledged} / {report.lost}",
+        *[f"    {kind:6} {count.attempted:5} / {count.acknowledged:5} / {count.lost} lost on the master, "
+          f"{count.lost_on_some_node} missing on some node" for kind, count in report.kinds.items()],
+        f"  two writable masters at once:             {report.two_master_seconds:.2f}s",
+        f"  role watch:                               {report.role_watch}",
         f"  old master back as replica after:         {report.old_master_rejoined_seconds:.2f}s",
         f"  client errors during the drill:           {report.errors or 'none'}",
         f"  verify afterwards:                        {'pass' if not report.verify_failures else report.verify_failures}",

@@ -208,3 +208,15 @@ def test_live_acl_comparison_notices_a_missing_user_and_an_open_default(lab_like
 def test_verify_compares_replicaof_in_the_file_with_the_running_role(file_text, info, agrees):
     from provision.verify import replicaof_agrees
     assert replicaof_agrees(file_text, info)[0] is agrees
+
+
+def test_role_watch_counts_every_poll_that_saw_two_writable_masters():
+    from provision.rolewatch import accepts_writes, overlap_seconds
+    one, two = frozenset({"a"}), frozenset({"a", "b"})
+    assert overlap_seconds([(0.0, one), (0.1, one), (0.2, one)]) == (0.0, 0.0)
+    total, longest = overlap_seconds([(0.0, one), (0.1, two), (0.2, one), (0.3, two), (0.4, two), (0.5, one)])
+    assert round(total, 3) == 0.3 and round(longest, 3) == 0.2
+    assert accepts_writes({"role": "master"}, 0)
+    assert not accepts_writes({"role": "master", "min_slaves_good_slaves": 0}, 1)   # cut off: NOREPLICAS
+    assert accepts_writes({"role": "master", "min_slaves_good_slaves": 1}, 1)
+    assert not accepts_writes({"role": "slave"}, 0)

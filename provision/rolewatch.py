@@ -1,0 +1,107 @@
+"""Measure, never assume, that a group has at most one writable master.
+
+A watcher asks every node of a group for INFO replication every 100 ms while something happens
+(a drill, a deploy, a reboot) and records how long two or more nodes accepted writes at the same
+time. "Accepts writes" is what Redis itself decides: role master, not loading, and, when
+min-replicas-to-write is set, at least that many replicas with a fresh ack
+(min_slaves_good_slaves). A node that does not answer (stopped, cut off) is not counted: the
+watcher reports how many polls went unanswered so a reader can tell.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from provision.inventory import Group
+from provision.plan import Plan
+
+POLL_SECONDS = 0.1
+
+
+def accepts_writes(info: dict, min_replicas_to_write: int) -> bool:
+    """From an INFO replication reply (as redis-py parses it)."""
+    if info.get("role") != "master":
+        return False
+    if min_replicas_to_write and "min_slaves_good_slaves" in info:
+        return int(info["min_slaves_good_slaves"]) >= min_replicas_to_write
+    return True
+
+
+def overlap_seconds(samples: list[tuple[float, frozenset[str]]]) -> tuple[float, float]:
+    """(total, longest) seconds during which two or more nodes accepted writes, from
+    (time, writable nodes) samples. A sample that saw two stands for the time until the next
+    one, so even a single poll that saw two masters counts (as about one poll interval)."""
+    total = longest = stretch = 0.0
+    for (tick, writable), (next_tick, _) in zip(samples, samples[1:] + [(samples[-1][0] + POLL_SECONDS, None)]
+                                                 if samples else []):
+        if len(writable) >= 2:
+            total += next_tick - tick
+            stretch += next_tick - tick
+            longest = max(longest, stretch)
+        else:
+            stretch = 0.0
+    return total, longest
+
+
+@dataclass
+class RoleWatch:
+    plan: Plan
+    group: Group
+    samples: list[tuple[float, frozenset[str]]] = field(default_factory=list)
+    unanswered: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> "RoleWatch":
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _poll(self) -> None:
+        admin = self.plan.inventory.acl.admin
+        clients = {name: redis.Redis(host=self.plan.inventory.host(name).data_address, port=self.group.port,
+                                     username=admin.name, password=admin.password.value, socket_timeout=0.3,
+                                     socket_connect_timeout=0.3, retry=Retry(NoBackoff(), 0))
+                   for name in self.group.members}
+        # No retries: redis-py's default Retry would hide a node that did not answer.
+        while not self._stop.is_set():
+            tick = time.monotonic()
+            writable = set()
+            for name, client in clients.items():
+                try:
+                    if accepts_writes(client.info("replication"), self.group.min_replicas_to_write):
+                        writable.add(name)
+                except (redis.RedisError, OSError):
+                    self.unanswered[name] = self.unanswered.get(name, 0) + 1
+            self.samples.append((tick, frozenset(writable)))
+            self._stop.wait(max(0.0, POLL_SECONDS - (time.monotonic() - tick)))
+        for client in clients.values():
+            client.close()
+
+    @property
+    def two_master_seconds(self) -> float:
+        return overlap_seconds(self.samples)[0]
+
+    @property
+    def longest_two_master_seconds(self) -> float:
+        return overlap_seconds(self.samples)[1]
+
+    def writable_nodes_seen(self) -> set[str]:
+        return set().union(*(nodes for _, nodes in self.samples)) if self.samples else set()
+
+    def summary(self) -> str:
+        total, longest = overlap_seconds(self.samples)
+        silent = ", ".join(f"{name} {count}" for name, count in sorted(self.unanswered.items())) or "none"
+        return (f"{len(self.samples)} polls every {POLL_SECONDS * 1000:.0f} ms; two writable masters for "
+                f"{total:.2f}s (longest {longest:.2f}s); writable at some point: "
+                f"{', '.join(sorted(self.writable_nodes_seen())) or 'none'}; unanswered polls: {silent}")
