@@ -55,7 +55,8 @@ def failover(c, inventory=DEFAULT_INVENTORY, group=None):
         raise Exit(f"error: {error}", 1)
 
 
-@task(help={"inventory": "inventory file (default inventory/lab.yml)", "mode": "kill, stop or partition",
+@task(help={"inventory": "inventory file (default inventory/lab.yml)", "mode": "kill, stop, partition, restart (kill -9 and start at once) or reboot (the host)",
+            "allow_reboot": "let --mode reboot reboot a host that is not a lab host",
             "seconds": "how long a stopped or partitioned master stays away (default 10)",
             "group": "replication group (default: the first)"})
 def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds=10, group=None, allow_reboot=False):

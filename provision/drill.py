@@ -19,6 +19,7 @@ master and on every node, and how long two nodes accepted writes at once (rolewa
 """
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shlex
 import threading
@@ -138,6 +139,40 @@ def _writer(plan: Plan, group_name: str, run_id: str, stop: threading.Event, log
         else:
             log.unacknowledged += 1
         time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def writing(plan: Plan, group):
+    """The drill's mixed writer running for the length of a `with` block (tests measure reboots
+    and deploys with it). Yields (run_id, log); the writer has stopped when the block ends."""
+    master = status_master(plan, group)
+    _load_function(plan, master, group)
+    run_id, log, stop = secrets.token_hex(4), WriterLog(), threading.Event()
+    writer = threading.Thread(target=_writer, args=(plan, group.name, run_id, stop, log), daemon=True)
+    writer.start()
+    try:
+        yield run_id, log
+    finally:
+        stop.set()
+        writer.join(timeout=5)
+
+
+def status_master(plan: Plan, group) -> str:
+    """The host the sentinels agree is the group's master now."""
+    connections, _ = status.open_connections(plan)
+    try:
+        current = next(v for v in status.view(plan, connections) if v.group == group.name)
+    finally:
+        for connection in connections.values():
+            connection.close()
+    if current.sentinel_master is None:
+        raise ProvisionError(f"group {group.name}: sentinels do not agree on a master")
+    return plan.host_by_data_address(current.sentinel_master).name
+
+
+def count_lost(plan: Plan, group, run_id: str, log: WriterLog) -> dict[str, "KindCount"]:
+    """count of lost writes per kind against the master the sentinels name now."""
+    return _count_lost(plan, group, status_master(plan, group), run_id, log)
 
 
 def _load_function(plan: Plan, master_name: str, group) -> None:

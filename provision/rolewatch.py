@@ -96,8 +96,9 @@ class RoleWatch:
     def longest_two_master_seconds(self) -> float:
         return overlap_seconds(self.samples)[1]
 
-    def writable_nodes_seen(self) -> set[str]:
-        return set().union(*(nodes for _, nodes in self.samples)) if self.samples else set()
+    def writable_nodes_seen(self, since: float = 0.0) -> set[str]:
+        """Nodes that accepted writes at some poll at or after `since` (time.monotonic)."""
+        return set().union(*(nodes for tick, nodes in self.samples if tick >= since))
 
     def summary(self) -> str:
         total, longest = overlap_seconds(self.samples)

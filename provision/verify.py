@@ -89,6 +89,16 @@ def _check_file_modes(plan: Plan, connection: Remote, checks: _Checks, paths: li
                    f"{mode} {owner} (want no access for others, owner redis)")
 
 
+def _check_start_guard(plan: Plan, connection: Remote, checks: _Checks) -> None:
+    """root runs start-redis at boot: it and its password must be root's alone."""
+    layout = plan.layout
+    wanted = {layout.boot_dir: "700 root", layout.start_script: "700 root", layout.boot_auth_file: "600 root"}
+    result = connection.run("stat -c '%n %a %U' " + " ".join(shlex.quote(path) for path in wanted))
+    seen = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in result.stdout.splitlines() if " " in line}
+    wrong = [f"{path} {seen.get(path, 'absent')}" for path, meta in wanted.items() if seen.get(path) != meta]
+    checks.add("start guard (start-redis)", not wrong, ", ".join(wrong) or "present, root's alone")
+
+
 def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, master: Host | None) -> None:
     host = connection.host
     port = group.port
@@ -265,6 +275,8 @@ def run(plan: Plan) -> list[CheckResult]:
                 if host_plan.runs_sentinel:
                     secret_files.append(plan.layout.sentinel_conf)
                 _check_file_modes(plan, connection, checks, secret_files)
+                if host_plan.nodes:
+                    _check_start_guard(plan, connection, checks)
                 for node in host_plan.nodes:
                     _check_node(plan, connection, checks, node.group, current[node.group.name])
                 if host_plan.runs_sentinel:

@@ -15,7 +15,7 @@ LAB_HOST_COUNT = 3
 
 # The lab tier shares one set of hosts; its modules build on each other in this order
 # (bare hosts, then a deploy, then breaking and failing it over). Unit tests go first.
-LAB_MODULE_ORDER = ("test_lab", "test_deploy_lab", "test_verify_lab", "test_drill_lab")
+LAB_MODULE_ORDER = ("test_lab", "test_deploy_lab", "test_verify_lab", "test_drill_lab", "test_restart_lab")
 
 
 def pytest_collection_modifyitems(items):

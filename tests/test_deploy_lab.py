@@ -165,10 +165,11 @@ def test_unreachable_host_is_named_and_the_others_finish(lab, lab_paths, lab_inv
         report, output = deploy(quick, artifact_dir)
     finally:
         lab_hosts.restore_network(lab_paths, replica)
-    failed = {outcome.host: outcome.error for outcome in report.outcomes if outcome.failed}
-    assert list(failed) == [replica], output
-    assert failed[replica].step == "connect" and lab_inventory.host(replica).address in str(failed[replica])
-    assert f"FAILED {replica}" in output
+    # Skipped and named, not a failure: the reachable hosts converge and the run exits 0.
+    assert report.ok and report.unreachable == (replica,), output
+    skipped = next(outcome for outcome in report.outcomes if outcome.host == replica)
+    assert skipped.error.step == "connect" and lab_inventory.host(replica).address in str(skipped.error)
+    assert f"UNREACHABLE {replica}" in output and "UNREACHABLE (skipped)" in output
     report, output = deploy(lab, artifact_dir)
     assert report.ok and report.changed == 0, output
 

@@ -94,7 +94,8 @@ def test_restart_keeps_files_and_runs_rc_local_again(lab_paths, lab_inventory):
 
 def test_fault_helpers_stop_continue_kill_and_cut_network(lab_paths, connections):
     connection = connections["lab2"]
-    connection.check("probe", "setsid sleep 1000 < /dev/null > /dev/null 2>&1 &")
+    connection.check("probe", "setsid sleep 1000 < /dev/null > /dev/null 2>&1 & "
+                              "for i in $(seq 50); do pgrep -fx 'sleep 1000' >/dev/null && break; sleep 0.1; done")
     assert lab_hosts.signal_process(lab_paths, "lab2", "sleep 1000", "STOP") == 1
     sleeper_state = "ps -eo stat=,args= | grep '[s]leep 1000'"
     assert connection.check("probe", sleeper_state).stdout.strip().startswith("T")
