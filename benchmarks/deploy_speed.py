@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from provision import cli, netns  # noqa: E402
+from provision import cli  # noqa: E402
 from provision.lab import golden, hosts as lab_hosts, inventory_file  # noqa: E402
 from provision.lab.paths import default_paths  # noqa: E402
 
@@ -53,13 +53,11 @@ def main() -> None:
             runs = [timed(lambda: cli.deploy(str(inventory), artifact_dir=str(artifacts), say=quiet)) for _ in range(5)]
             print(f"no-op re-run: median {statistics.median(s for s, _ in runs):.2f}s, "
                   f"changes {[r.changed for _, r in runs]}")
-            netns.leave()
             lab_hosts.down(paths, log=quiet)
             made = lab_hosts.up(paths, arguments.hosts, log=quiet)
             seconds, report = timed(lambda: cli.deploy(str(inventory), artifact_dir=str(artifacts), say=quiet))
             print(f"fresh deploy from the artifact cache ({arguments.hosts} new hosts): {seconds:.1f}s ok={report.ok}")
         finally:
-            netns.leave()
             lab_hosts.down(paths, log=quiet)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from provision import directives
+
 
 @dataclass(frozen=True)
 class Directive:
@@ -18,12 +20,7 @@ class Directive:
     values: tuple[str, ...]
 
     def line(self) -> str:
-        words = [*_key_words(self.key), *self.values]
-        return " ".join(_quote(word) for word in words)
-
-
-def _key_words(key: tuple[str, ...]) -> tuple[str, ...]:
-    return key
+        return " ".join(_quote(word) for word in (*self.key, *self.values))
 
 
 def _quote(word: str) -> str:
@@ -32,14 +29,8 @@ def _quote(word: str) -> str:
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-# Sentinel sub-directives whose 2nd word is the group name, so the group is part of the key.
-_SENTINEL_GROUP_OPTIONS = {
-    "monitor", "down-after-milliseconds", "failover-timeout", "parallel-syncs", "auth-pass",
-    "auth-user", "notification-script", "client-reconfig-script", "config-epoch", "leader-epoch",
-    "known-replica", "known-slave", "known-sentinel", "rename-command", "master-reboot-down-after-period",
-}
-# Directives that may legitimately appear on several lines; their values are the list of lines.
-_MULTI_LINE = {("save",), ("bind",), ("user",), ("include",), ("rename-command",)}
+# Sentinel options whose 3rd word is the group name, so the group is part of the key.
+_SENTINEL_GROUP_OPTIONS = directives.sentinel_group_options()
 
 
 def _split(line: str) -> list[str]:
@@ -82,28 +73,18 @@ def values_by_key(text: str) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
 
 
 def _normal(values: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    """Values as Redis would consider them equal: case-insensitive, and `save` lines merged
-    (Redis 7 rewrites several `save` lines as one)."""
-    merged = [tuple(word.lower() for word in line) for line in values]
-    return merged
+    """Values as Redis considers them equal: case-insensitive."""
+    return [tuple(word.lower() for word in line) for line in values]
 
 
-def differing_keys(current_text: str, wanted: list[Directive], compare=None) -> list[tuple[str, ...]]:
+def differing_keys(current_text: str, wanted: list[Directive]) -> list[tuple[str, ...]]:
     """Keys of wanted directives whose values differ from the current file's."""
     current = values_by_key(current_text)
     wanted_table: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
     for directive in wanted:
         wanted_table.setdefault(directive.key, []).append(directive.values)
-    changed = []
-    for key, values in wanted_table.items():
-        have = current.get(key, [])
-        if compare is not None and key in compare:
-            equal = compare[key](have, values)
-        else:
-            equal = _normal(_flatten_multi(key, have)) == _normal(_flatten_multi(key, values))
-        if not equal:
-            changed.append(key)
-    return changed
+    return [key for key, values in wanted_table.items()
+            if _normal(_flatten_multi(key, current.get(key, []))) != _normal(_flatten_multi(key, values))]
 
 
 def _flatten_multi(key: tuple[str, ...], values: list[tuple[str, ...]]) -> list[tuple[str, ...]]:

@@ -31,7 +31,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from provision import failover, rolewatch, status, verify
+from provision import facts, failover, remote, rolewatch, status, verify
 from provision.errors import ProvisionError
 from provision.plan import Plan
 from provision.steps import services
@@ -159,7 +159,7 @@ def writing(plan: Plan, group):
 
 def status_master(plan: Plan, group) -> str:
     """The host the sentinels agree is the group's master now."""
-    connections, _ = status.open_connections(plan)
+    connections, _ = remote.open_all(plan)
     try:
         current = next(v for v in status.view(plan, connections) if v.group == group.name)
     finally:
@@ -204,7 +204,7 @@ def _reboot(plan: Plan, connection, host_name: str, allow_reboot: bool) -> None:
 def _inject(plan: Plan, connection, host_name: str, port: int, mode: str, seconds: float,
             allow_reboot: bool = False) -> None:
     """Make the master fail. Recovery for stop and partition is scheduled on the host itself."""
-    pid = services.running_pid_on(connection, plan.layout, port)
+    pid = facts.running_pid(connection, plan.layout, port)
     if pid is None:
         raise ProvisionError(f"{host_name}: no redis-server :{port} running to fail")
     if mode == "kill":
@@ -235,7 +235,7 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
         else plan.inventory.groups[0]
     if group is None:
         raise ProvisionError(f"no group {group_name!r}")
-    connections, unreachable = status.open_connections(plan)
+    connections, unreachable = remote.open_all(plan)
     if unreachable:
         raise ProvisionError(f"hosts unreachable before the drill: {unreachable}")
     watch = None
@@ -320,7 +320,7 @@ def longest_gap(success_times: list[float], since: float) -> float:
 def _reconnect_when_back(plan, old_master, back_at):
     deadline = max(back_at, time.monotonic()) + 30
     while True:
-        connections, unreachable = status.open_connections(plan)
+        connections, unreachable = remote.open_all(plan)
         if not unreachable or time.monotonic() > deadline:
             return connections, unreachable
         for connection in connections.values():

@@ -1,5 +1,6 @@
-"""Read-only probes of a host, gathered in one round trip: a script that prints sections, and a
-parser for its output (pure, so it is tested on captured output)."""
+"""Every read-only probe of a host: a command and its parser (pure, so tested on captured
+output). `gather` collects what a deploy needs up front in one round trip; the others are asked
+when a step or a check needs them now. Replies of Redis itself are parsed in rediscli.py."""
 from __future__ import annotations
 
 import re
@@ -71,3 +72,44 @@ def parse(output: str) -> HostFacts:
 
 def gather(remote: Remote, layout: Layout) -> HostFacts:
     return parse(remote.check("facts", probe_script(layout)).stdout)
+
+
+THP_FILES = ("/sys/kernel/mm/transparent_hugepage/enabled", "/sys/kernel/mm/transparent_hugepage/defrag")
+
+
+def parse_thp(text: str) -> str:
+    """The active THP mode from `always madvise [never]` (kernel) or a plain `never`."""
+    text = text.strip()
+    if "[" in text:
+        return text[text.index("[") + 1:text.index("]")]
+    return text
+
+
+def thp_modes(remote: Remote) -> dict[str, str]:
+    """THP file → active mode ("?" when unreadable)."""
+    lines = remote.run("cat " + " ".join(THP_FILES)).stdout.splitlines()
+    return {path: parse_thp(text) if text.strip() else "?" for path, text in zip(THP_FILES, lines + [""] * 2)}
+
+
+def sysctl_values(remote: Remote, keys: list[str]) -> dict[str, str]:
+    """Live kernel values ("" when unreadable)."""
+    values = remote.run("sysctl -n " + " ".join(shlex.quote(key) for key in keys)).stdout.split()
+    return dict(zip(keys, values + [""] * len(keys)))
+
+
+def pid_file(layout: Layout, port: int | None) -> str:
+    """redis-server's pidfile for a port; the sentinel's for None."""
+    return f"{layout.run_dir}/{'sentinel.pid' if port is None else f'redis-{port}.pid'}"
+
+
+def running_pid(remote: Remote, layout: Layout, port: int | None) -> int | None:
+    """PID of the redis-server (port) or redis-sentinel (None) when its pidfile names a live
+    Redis process (a stale pidfile after a crash names nothing, or another process)."""
+    path = shlex.quote(pid_file(layout, port))
+    result = remote.run(f"p=$(cat {path} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && "
+                        f"tr '\\0' ' ' < /proc/$p/cmdline | grep -q redis && echo $p")
+    return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else None
+
+
+def process_alive(remote: Remote, pid: int) -> bool:
+    return remote.run(f"kill -0 {int(pid)} 2>/dev/null").ok

@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from provision.plan import HostPlan, Plan
 from provision.remote import Remote
@@ -39,6 +39,8 @@ class HostRun:
     changes: list[Change] = field(default_factory=list)
     restarts: list[str] = field(default_factory=list)
     started_as: dict[int, tuple[str, str | None]] = field(default_factory=dict)   # port → guard's RESULT
+    facts: Any = None                  # facts.HostFacts, from the facts wave
+    acl_changed: bool | None = None    # users.acl written this run (None: not looked at yet)
     step: str = "connect"
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)

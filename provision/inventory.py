@@ -6,14 +6,16 @@ operator fixing a 200-line inventory one error per run is the failure mode this 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
+from provision import defaults, directives
 from provision.errors import InventoryError
 
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -23,8 +25,6 @@ SIZE_PATTERN = re.compile(r"^\d+(b|kb|mb|gb|k|m|g)?$", re.I)
 THP_MODES = ("never", "madvise", "always")
 MAXMEMORY_POLICIES = ("noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
                       "volatile-lfu", "volatile-random", "volatile-ttl")
-DEFAULT_SYSCTL = (("net.core.somaxconn", 1024), ("vm.overcommit_memory", 1),
-                  ("net.ipv4.tcp_max_syn_backlog", 1024))
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,43 @@ class Secret:
         return f"<secret from {self.origin}>"
 
 
+def password_hash(password: str) -> str:
+    """The form Redis ACL accepts as `#<hash>`: hex sha256 of the password."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def _secret_line_pattern(words: tuple[str, ...], per_group: bool) -> re.Pattern:
+    """A config line (or a diff line of one) whose value is a secret: the value is group 2."""
+    lead = r"\s+".join(re.escape(word) for word in words) + (r"\s+\S+" if per_group else "")
+    return re.compile(rf"^([-+ ]?\s*{lead}\s+)(\S+)", re.MULTILINE | re.IGNORECASE)
+
+
+def secret_masker(inventory: "Inventory") -> Callable[[str], str]:
+    """Hide every secret in text the tool prints (diffs, errors, recaps): each password and its
+    ACL hash wherever they appear, and the value of every secret directive in the directive table
+    (masterauth, sentinel auth-pass …) whatever it holds."""
+    values = []
+    for user in inventory.acl.all_users:
+        values += [user.password.value, password_hash(user.password.value)]
+    patterns = [_secret_line_pattern(info.words, info.per_group)
+                for info in (*directives.REDIS, *directives.SENTINEL) if info.secret and info.name != "user"]
+
+    def mask(text: str) -> str:
+        for value in values:
+            text = text.replace(value, "********")
+        for pattern in patterns:
+            text = pattern.sub(lambda found: found.group(1) + "********", text)
+        return text
+    return mask
+
+
 @dataclass(frozen=True)
 class Host:
     name: str
     address: str
     data_address: str
-    user: str = "root"
-    port: int = 22
+    user: str = defaults.SSH_USER
+    port: int = defaults.SSH_PORT
     key: str | None = None
     sudo: bool = False
 
@@ -59,13 +89,13 @@ class Source:
 class RedisSettings:
     version: str
     source: Source
-    install_dir: str = "/app/redis"
-    port: int = 6379
-    sentinel_port: int = 26379
-    maxmemory: str = "0"
-    maxmemory_policy: str = "noeviction"
-    appendonly: bool = True
-    save: str = "3600 1 300 100 60 10000"
+    install_dir: str = defaults.INSTALL_DIR
+    port: int = defaults.REDIS_PORT
+    sentinel_port: int = defaults.SENTINEL_PORT
+    maxmemory: str = defaults.MAXMEMORY
+    maxmemory_policy: str = defaults.MAXMEMORY_POLICY
+    appendonly: bool = defaults.APPENDONLY
+    save: str = defaults.SAVE
     extra_settings: tuple[tuple[str, str], ...] = ()
 
 
@@ -76,11 +106,11 @@ class Group:
     replicas: tuple[str, ...]
     quorum: int
     port: int
-    down_after_milliseconds: int = 5000
-    failover_timeout: int = 60000
-    parallel_syncs: int = 1
+    down_after_milliseconds: int = defaults.DOWN_AFTER_MILLISECONDS
+    failover_timeout: int = defaults.FAILOVER_TIMEOUT
+    parallel_syncs: int = defaults.PARALLEL_SYNCS
     min_replicas_to_write: int = 1
-    min_replicas_max_lag: int = 2
+    min_replicas_max_lag: int = defaults.min_replicas_max_lag(defaults.DOWN_AFTER_MILLISECONDS)
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -108,8 +138,8 @@ class Acl:
 
 @dataclass(frozen=True)
 class System:
-    sysctl: tuple[tuple[str, int], ...] = DEFAULT_SYSCTL
-    transparent_hugepage: str = "never"
+    sysctl: tuple[tuple[str, int], ...] = defaults.SYSCTL
+    transparent_hugepage: str = defaults.TRANSPARENT_HUGEPAGE
 
 
 HOST_KEY_CHECKING = ("accept-new", "yes", "no")
@@ -118,10 +148,10 @@ HOST_KEY_CHECKING = ("accept-new", "yes", "no")
 @dataclass(frozen=True)
 class Controller:
     network_namespace: str | None = None
-    parallel: int = 10
-    connect_timeout: float = 10.0
-    known_hosts: str = "~/.ssh/known_hosts"
-    host_key_checking: str = "accept-new"   # as OpenSSH's StrictHostKeyChecking
+    parallel: int = defaults.PARALLEL
+    connect_timeout: float = defaults.CONNECT_TIMEOUT
+    known_hosts: str = defaults.KNOWN_HOSTS
+    host_key_checking: str = defaults.HOST_KEY_CHECKING
 
 
 @dataclass(frozen=True)
@@ -272,8 +302,8 @@ def _read_hosts(problems: _Problems, data: Any) -> tuple[Host, ...]:
         section = _Section(problems, key_path, spec, "address, user, port, key, sudo, data_address")
         address = section.get("address", str, what="the SSH address or name")
         data_address = section.get("data_address", str, address)
-        user = section.get("user", str, "root")
-        port = section.positive_int("port", 22, maximum=65535)
+        user = section.get("user", str, defaults.SSH_USER)
+        port = section.positive_int("port", defaults.SSH_PORT, maximum=65535)
         key = section.get("key", str, None)
         sudo = section.get("sudo", bool, False)
         section.finish()
@@ -319,21 +349,21 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
         if not tarball_path.is_file():
             problems.add(("redis", "source", "tarball"), f"no such file: {tarball_path}")
         tarball = str(tarball_path)
-    install_dir = section.get("install_dir", str, "/app/redis")
+    install_dir = section.get("install_dir", str, defaults.INSTALL_DIR)
     if install_dir is not None and (not install_dir.startswith("/") or install_dir.rstrip("/") in ("", "/usr", "/etc")):
         problems.add(("redis", "install_dir"), f"expected an absolute directory of its own, got {install_dir!r}")
-    port = section.positive_int("port", 6379, maximum=65535)
-    sentinel_port = section.positive_int("sentinel_port", 26379, maximum=65535)
+    port = section.positive_int("port", defaults.REDIS_PORT, maximum=65535)
+    sentinel_port = section.positive_int("sentinel_port", defaults.SENTINEL_PORT, maximum=65535)
     if port is not None and port == sentinel_port:
         problems.add(("redis", "sentinel_port"), f"must differ from redis.port ({port})")
-    maxmemory = str(section.get("maxmemory", (str, int), "0"))
+    maxmemory = str(section.get("maxmemory", (str, int), defaults.MAXMEMORY))
     if not SIZE_PATTERN.match(maxmemory):
         problems.add(("redis", "maxmemory"), f"expected a size such as 0, 256mb or 2gb, got {maxmemory!r}")
-    policy = section.get("maxmemory_policy", str, "noeviction")
+    policy = section.get("maxmemory_policy", str, defaults.MAXMEMORY_POLICY)
     if policy not in MAXMEMORY_POLICIES:
         problems.add(("redis", "maxmemory_policy"), f"expected one of {', '.join(MAXMEMORY_POLICIES)}, got {policy!r}")
-    appendonly = section.get("appendonly", bool, True)
-    save = section.get("save", str, "3600 1 300 100 60 10000")
+    appendonly = section.get("appendonly", bool, defaults.APPENDONLY)
+    save = section.get("save", str, defaults.SAVE)
     if save and not re.match(r"^(\d+ \d+)( \d+ \d+)*$", save.strip()):
         problems.add(("redis", "save"), f'expected pairs of "seconds changes", or "" to disable, got {save!r}')
     if appendonly is False and save is not None and not save.strip():
@@ -346,7 +376,7 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
         if not isinstance(key, str) or not re.match(r"^[a-z][a-z0-9-]*$", key):
             problems.add(("redis", "settings", key), "expected a redis.conf directive name (lowercase, dashes)")
             continue
-        if key in _RESERVED_DIRECTIVES:
+        if key in directives.reserved_settings():
             problems.add(("redis", "settings", key), f"{key} is managed by the tool; set it through its own key")
             continue
         if not isinstance(value, (str, int)):
@@ -363,23 +393,6 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
                          extra_settings=tuple(sorted(extra_settings)))
 
 
-_RESERVED_DIRECTIVES = {
-    "bind", "port", "dir", "logfile", "pidfile", "daemonize", "replicaof", "slaveof", "masteruser",
-    "masterauth", "aclfile", "requirepass", "user", "include", "protected-mode", "maxmemory",
-    "maxmemory-policy", "appendonly", "save", "min-replicas-to-write", "min-replicas-max-lag",
-    "tcp-backlog", "disable-thp", "replica-announce-ip", "rename-command",
-}
-
-
-def default_min_replicas_to_write(replicas) -> int:
-    """A master takes a write only while a replica is connected to receive it, so a master cut
-    off from its group stops accepting writes that would be lost."""
-    return 1 if replicas else 0
-
-
-def default_min_replicas_max_lag(down_after_milliseconds: int) -> int:
-    """Well under down-after: the cut-off master refuses writes before a new master is elected."""
-    return max(1, down_after_milliseconds // 2000)
 
 
 def _read_groups(problems: _Problems, data: Any, default_port: int | None) -> tuple[Group, ...]:
@@ -408,13 +421,14 @@ def _read_groups(problems: _Problems, data: Any, default_port: int | None) -> tu
             else:
                 replica_names.append(replica)
         quorum = section.positive_int("quorum")
-        port = section.positive_int("port", default_port or 6379, maximum=65535)
-        down_after = section.positive_int("down_after_milliseconds", 5000, minimum=100)
-        failover_timeout = section.positive_int("failover_timeout", 60000, minimum=1000)
-        parallel_syncs = section.positive_int("parallel_syncs", 1)
-        min_to_write = section.positive_int("min_replicas_to_write", default_min_replicas_to_write(replica_names),
+        port = section.positive_int("port", default_port or defaults.REDIS_PORT, maximum=65535)
+        down_after = section.positive_int("down_after_milliseconds", defaults.DOWN_AFTER_MILLISECONDS, minimum=100)
+        failover_timeout = section.positive_int("failover_timeout", defaults.FAILOVER_TIMEOUT, minimum=1000)
+        parallel_syncs = section.positive_int("parallel_syncs", defaults.PARALLEL_SYNCS)
+        min_to_write = section.positive_int("min_replicas_to_write", defaults.min_replicas_to_write(replica_names),
                                             minimum=0)
-        max_lag = section.positive_int("min_replicas_max_lag", default_min_replicas_max_lag(down_after or 5000))
+        max_lag = section.positive_int("min_replicas_max_lag",
+                                       defaults.min_replicas_max_lag(down_after or defaults.DOWN_AFTER_MILLISECONDS))
         section.finish()
         if min_to_write and max_lag and down_after and max_lag * 1000 >= down_after:
             problems.add(key_path + ("min_replicas_max_lag",),
@@ -471,8 +485,9 @@ def _check_password(problems: _Problems, key_path: tuple, secret: Secret | None)
 def _read_acl(problems: _Problems, data: Any, base_dir: Path, environment: dict[str, str]) -> Acl | None:
     section = _Section(problems, ("acl",), data, "admin, replication, sentinel, users")
     built_in = {}
-    defaults = {"admin": "admin", "replication": "replicator", "sentinel": "sentinel"}
-    for role, default_name in defaults.items():
+    default_names = {"admin": defaults.ADMIN_USER, "replication": defaults.REPLICATION_USER,
+                     "sentinel": defaults.SENTINEL_USER}
+    for role, default_name in default_names.items():
         key_path = ("acl", role)
         role_section = _Section(problems, key_path, section.get(role, dict, what="password_env or password_file"),
                                 "name, password_env or password_file")
@@ -520,7 +535,7 @@ def _read_acl(problems: _Problems, data: Any, base_dir: Path, environment: dict[
 
 def _read_system(problems: _Problems, data: Any) -> System:
     section = _Section(problems, ("system",), data if data is not None else {}, "sysctl, transparent_hugepage")
-    sysctl = dict(DEFAULT_SYSCTL)
+    sysctl = dict(defaults.SYSCTL)
     for key, value in section.get("sysctl", dict, {}).items():
         if not isinstance(key, str) or not re.match(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$", key):
             problems.add(("system", "sysctl", key), "expected a dotted sysctl key such as net.core.somaxconn")
@@ -530,7 +545,7 @@ def _read_system(problems: _Problems, data: Any) -> System:
             sysctl[key] = value
     if sysctl.get("vm.overcommit_memory") not in (None, 0, 1, 2):
         problems.add(("system", "sysctl", "vm.overcommit_memory"), "expected 0, 1 or 2 (Redis wants 1)")
-    thp = section.get("transparent_hugepage", str, "never")
+    thp = section.get("transparent_hugepage", str, defaults.TRANSPARENT_HUGEPAGE)
     if thp not in THP_MODES:
         problems.add(("system", "transparent_hugepage"), f"expected one of {', '.join(THP_MODES)}, got {thp!r}")
     section.finish()
@@ -541,14 +556,14 @@ def _read_controller(problems: _Problems, data: Any) -> Controller:
     section = _Section(problems, ("controller",), data if data is not None else {},
                        "network_namespace, parallel, connect_timeout, known_hosts, host_key_checking")
     namespace = section.get("network_namespace", str, None)
-    parallel = section.positive_int("parallel", 10, maximum=256)
-    timeout = section.get("connect_timeout", (int, float), 10.0)
-    known_hosts = section.get("known_hosts", str, "~/.ssh/known_hosts")
-    checking = section.get("host_key_checking", str, "accept-new")
+    parallel = section.positive_int("parallel", defaults.PARALLEL, maximum=256)
+    timeout = section.get("connect_timeout", (int, float), defaults.CONNECT_TIMEOUT)
+    known_hosts = section.get("known_hosts", str, defaults.KNOWN_HOSTS)
+    checking = section.get("host_key_checking", str, defaults.HOST_KEY_CHECKING)
     if checking not in HOST_KEY_CHECKING:
         problems.add(("controller", "host_key_checking"), f"expected one of {', '.join(HOST_KEY_CHECKING)}, got {checking!r}")
     section.finish()
-    return Controller(network_namespace=namespace, parallel=parallel or 10, connect_timeout=float(timeout),
+    return Controller(network_namespace=namespace, parallel=parallel or defaults.PARALLEL, connect_timeout=float(timeout),
                       known_hosts=os.path.expanduser(known_hosts), host_key_checking=checking)
 
 

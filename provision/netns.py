@@ -9,6 +9,7 @@ main thread before any pool or client thread exists puts the whole controller in
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -39,15 +40,9 @@ def _setns(path: str) -> None:
         os.close(fd)
 
 
-_original_namespace_fd: int | None = None
-
-
-def enter(name: str) -> None:
+def _enter(name: str) -> None:
     """Move the calling thread (and threads it starts later) into network namespace `name`."""
-    global _original_namespace_fd
     path = os.path.join(NETNS_RUN_DIR, name)
-    if _original_namespace_fd is None and threading.current_thread() is threading.main_thread():
-        _original_namespace_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     if not os.path.exists(path):
         raise NetnsError(
             f"network namespace {name!r} does not exist ({path} missing); "
@@ -55,12 +50,25 @@ def enter(name: str) -> None:
     _setns(path)
 
 
-def leave() -> None:
-    """Return the main thread to the namespace it started in (so a deleted lab namespace is
-    not kept alive by this process)."""
-    if _original_namespace_fd is not None:
-        if _libc.setns(_original_namespace_fd, CLONE_NEWNET) != 0:
-            raise NetnsError(f"setns back to the original namespace failed: {os.strerror(ctypes.get_errno())}")
+@contextlib.contextmanager
+def joined(name: str | None):
+    """The calling thread inside network namespace `name` for the block, and back in its own
+    namespace after it (so a deleted lab namespace is not kept alive by this process). Enter it
+    on the main thread before any pool or client thread starts: they inherit it. None, or the
+    namespace the thread is already in, changes nothing."""
+    if not name or current_is(name):
+        yield
+        return
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _enter(name)
+        try:
+            yield
+        finally:
+            if _libc.setns(original, CLONE_NEWNET) != 0:
+                raise NetnsError(f"setns back to the original namespace failed: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(original)
 
 
 def current_is(name: str) -> bool:
@@ -83,7 +91,7 @@ def call_in(name: str, function, *args, **kwargs):
 
     def runner():
         try:
-            enter(name)
+            _enter(name)
             outcome["value"] = function(*args, **kwargs)
         except BaseException as error:  # handed back to the caller below
             outcome["error"] = error

@@ -31,7 +31,7 @@ def file_state(run: HostRun, path: str) -> tuple[str, str] | None:
 
 def ensure_file(run: HostRun, path: str, content: str, mode: int, owner: str = "root", group: str | None = None) -> bool:
     """The file holds exactly `content` with this mode and owner. Writes are atomic. Diffs may
-    hold passwords: everything printed goes through orchestrate.secret_masker."""
+    hold passwords: everything printed goes through inventory.secret_masker."""
     group = group or owner
     wanted_meta = f"{mode:o} {owner} {group}"
     wanted_digest = hashlib.sha256(content.encode()).hexdigest()

@@ -59,3 +59,19 @@ def parse_info(text: str) -> dict[str, str]:
         key, _, value = line.partition(":")
         fields[key] = value
     return fields
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """A flat key/value reply (SENTINEL MASTER) as redis-cli prints it, one item per line."""
+    items = [line.strip() for line in text.splitlines()]
+    return dict(zip(items[0::2], items[1::2]))
+
+
+def replicas_in_info(info: dict[str, str]) -> dict[str, dict[str, str]]:
+    """A master's INFO replication `slaveN:ip=…,port=…,state=…,offset=…,lag=…` lines, by ip."""
+    replicas = {}
+    for field, text in info.items():
+        if field.startswith("slave") and field[5:].isdigit():
+            parts = dict(item.split("=", 1) for item in text.split(",") if "=" in item)
+            replicas[parts.get("ip")] = parts
+    return replicas

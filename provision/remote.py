@@ -3,7 +3,8 @@
 Why not Fabric's `Connection.run`: each call goes through Invoke's runner threads (15-25 ms a
 trivial command even with TCP_NODELAY); a bare paramiko channel on the same transport is ~6 ms,
 and a deploy makes hundreds of small probes. Fabric still opens the connection (auth, config,
-SFTP). Commands never carry secrets: those travel on stdin (see `with_secret_stdin`).
+SFTP). Commands never carry secrets: those travel on stdin (`run(command, stdin=...)`; see
+rediscli.command_line for how a shell hands them to redis-cli).
 """
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import shlex
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import paramiko
 from fabric import Connection
 
-from provision.errors import HostError
+from provision.errors import HostError, ProvisionError
 from provision.inventory import Host
 
 POLL_SECONDS = 0.0005
@@ -230,3 +232,30 @@ def connect(host: Host, timeout: float = 10.0, known_hosts: str = os.path.expand
 def connect_for(host: Host, controller) -> Remote:
     """connect() with the inventory's controller settings (timeout, known_hosts, checking)."""
     return connect(host, controller.connect_timeout, controller.known_hosts, controller.host_key_checking)
+
+
+def open_all(plan) -> tuple[dict[str, Remote], dict[str, ProvisionError]]:
+    """One connection to every host of the plan, all opened in parallel: (connections, why each
+    unreachable host could not be reached). Every command of a run reuses these."""
+    controller = plan.inventory.controller
+    connections: dict[str, Remote] = {}
+    unreachable: dict[str, ProvisionError] = {}
+
+    def open_one(host: Host) -> None:
+        try:
+            connections[host.name] = connect_for(host, controller)
+        except ProvisionError as error:
+            unreachable[host.name] = error
+    with ThreadPoolExecutor(max_workers=max(1, controller.parallel)) as pool:
+        list(pool.map(open_one, [host_plan.host for host_plan in plan.hosts]))
+    return connections, unreachable
+
+
+def reason(error: ProvisionError) -> str:
+    """The last line of a connect error: what a table of unreachable hosts shows."""
+    return str(error).splitlines()[-1].strip()
+
+
+def close_all(connections: dict[str, Remote]) -> None:
+    for connection in connections.values():
+        connection.close()

@@ -2,24 +2,21 @@
 except reading the templates."""
 from __future__ import annotations
 
-import hashlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from provision import confparse
+from provision import confparse, directives
 from provision.confparse import Directive
-from provision.inventory import Group, Host
+from provision.inventory import Group, Host, password_hash
 from provision.plan import HostPlan, NodePlan, Plan
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 RC_LOCAL_BEGIN = "# BEGIN redis-provision"
 RC_LOCAL_END = "# END redis-provision"
 
-# Written by Redis/Sentinel at runtime; never compared, never patched after the first write.
-REDIS_RUNTIME_KEYS = {("replicaof",), ("slaveof",)}
 
 _environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), trim_blocks=True,
                                   lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -45,11 +42,6 @@ class AclEntry:
     rules: str
 
 
-def password_hash(password: str) -> str:
-    """The form Redis ACL accepts as `#<hash>`: hex sha256 of the password."""
-    return hashlib.sha256(password.encode()).hexdigest()
-
-
 def tcp_backlog(plan: Plan) -> int:
     """Redis warns (and the kernel silently caps) when tcp-backlog exceeds somaxconn."""
     somaxconn = dict(plan.inventory.system.sysctl).get("net.core.somaxconn", 511)
@@ -65,7 +57,7 @@ def redis_conf(plan: Plan, node: NodePlan, replicaof: Host | None) -> str:
 
 def redis_owned_directives(plan: Plan, node: NodePlan) -> list[Directive]:
     text = redis_conf(plan, node, replicaof=None)
-    return [directive for _, directive in confparse.parse(text) if directive.key not in REDIS_RUNTIME_KEYS]
+    return [directive for _, directive in confparse.parse(text) if not directives.redis_runtime_owned(directive.key)]
 
 
 def sentinel_conf(plan: Plan, host: Host, master_addresses: dict[str, str]) -> str:

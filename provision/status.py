@@ -2,14 +2,11 @@
 Shared by `invoke status`, `invoke failover` and `invoke drill`."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from provision import orchestrate, rediscli, remote
-from provision.errors import ProvisionError
+from provision import rediscli
 from provision.plan import Plan
 from provision.remote import Remote
-from provision.steps.sentinel import parse_pairs
 
 
 @dataclass(frozen=True)
@@ -49,21 +46,6 @@ class GroupView:
         return None
 
 
-def open_connections(plan: Plan) -> tuple[dict[str, Remote], dict[str, str]]:
-    """One connection per host, in parallel; unreachable hosts are returned with the reason."""
-    orchestrate.enter_controller_namespace(plan)
-    connections, unreachable = {}, {}
-
-    def open_one(host_plan):
-        try:
-            connections[host_plan.host.name] = remote.connect_for(host_plan.host, plan.inventory.controller)
-        except ProvisionError as error:
-            unreachable[host_plan.host.name] = str(error).splitlines()[-1].strip()
-    with ThreadPoolExecutor(max_workers=plan.inventory.controller.parallel) as pool:
-        list(pool.map(open_one, plan.hosts))
-    return connections, unreachable
-
-
 def view(plan: Plan, connections: dict[str, Remote]) -> tuple[GroupView, ...]:
     groups = []
     for group in plan.inventory.groups:
@@ -82,10 +64,8 @@ def view(plan: Plan, connections: dict[str, Remote]) -> tuple[GroupView, ...]:
                 nodes.append(NodeView(name, group.name, "down", None, None, None, None))
                 continue
             if info["role"] == "master":
-                for field, text in info.items():
-                    if field.startswith("slave") and field[5:].isdigit():
-                        parts = dict(item.split("=", 1) for item in text.split(",") if "=" in item)
-                        master_lags[parts.get("ip")] = int(parts.get("lag", -1))
+                for address, replica in rediscli.replicas_in_info(info).items():
+                    master_lags[address] = int(replica.get("lag", -1))
             master = plan.host_by_data_address(info.get("master_host", "")) if info.get("master_host") else None
             offset = info.get("slave_repl_offset") or info.get("master_repl_offset")
             nodes.append(NodeView(name, group.name, info["role"], master.name if master else info.get("master_host"),
@@ -100,7 +80,7 @@ def view(plan: Plan, connections: dict[str, Remote]) -> tuple[GroupView, ...]:
                 sentinels.append(SentinelView(name, group.name, None, "unreachable", None, None))
                 continue
             result = rediscli.sentinel_call(connection, plan, host, ["SENTINEL", "MASTER", group.name], timeout=3)
-            state = parse_pairs(result.stdout) if result.ok and not rediscli.reply_error(result) else {}
+            state = rediscli.parse_pairs(result.stdout) if result.ok and not rediscli.reply_error(result) else {}
             sentinels.append(SentinelView(name, group.name, state.get("ip"), state.get("flags", "down"),
                                           int(state["num-slaves"]) if "num-slaves" in state else None,
                                           int(state["num-other-sentinels"]) if "num-other-sentinels" in state else None))

@@ -15,12 +15,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from provision import confparse, rediscli, render, status, topology
+from provision import confparse, facts, rediscli, remote, render, topology
 from provision.inventory import Group, Host
 from provision.plan import Plan
 from provision.remote import Remote
-from provision.steps import sentinel as sentinel_step
-from provision.steps.system import RC_LOCAL, THP_FILES, parse_thp
+from provision.steps.system import RC_LOCAL
 
 LAG_LIMIT_SECONDS = 10
 OFFSET_CONVERGE_SECONDS = 5.0
@@ -62,13 +61,10 @@ def _check_system(plan: Plan, connection: Remote, checks: _Checks) -> None:
                             f"test -x {shlex.quote(layout.binary('redis-cli'))} && test -e {shlex.quote(layout.binary('redis-sentinel'))} && echo tools-ok")
     checks.add("binaries", f"v={redis.version}" in result.stdout and "tools-ok" in result.stdout,
                result.stdout.split(" sha=")[0].strip() or result.stderr.strip() or "absent")
-    keys = [key for key, _ in system.sysctl]
-    values = connection.run("sysctl -n " + " ".join(shlex.quote(key) for key in keys)).stdout.split()
-    for (key, wanted), current in zip(system.sysctl, values + [""] * len(keys)):
-        checks.add(f"sysctl {key}", current == str(wanted), f"{current or '?'} (want {wanted})")
-    thp = connection.run("cat " + " ".join(THP_FILES)).stdout.splitlines()
-    for path, text in zip(THP_FILES, thp + [""] * 2):
-        mode = parse_thp(text) if text else "?"
+    live = facts.sysctl_values(connection, [key for key, _ in system.sysctl])
+    for key, wanted in system.sysctl:
+        checks.add(f"sysctl {key}", live[key] == str(wanted), f"{live[key] or '?'} (want {wanted})")
+    for path, mode in facts.thp_modes(connection).items():
         checks.add(f"thp {path.rsplit('/', 1)[1]}", mode == system.transparent_hugepage,
                    f"{mode} (want {system.transparent_hugepage})")
     rc = connection.run(f"test -x {RC_LOCAL} && echo executable; cat {RC_LOCAL}")
@@ -102,8 +98,8 @@ def _check_start_guard(plan: Plan, connection: Remote, checks: _Checks) -> None:
 def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, master: Host | None) -> None:
     host = connection.host
     port = group.port
-    pid = connection.run(f"p=$(cat {shlex.quote(plan.layout.run_dir)}/redis-{port}.pid 2>/dev/null) && kill -0 \"$p\" && echo $p")
-    if not checks.add(f"redis :{port} running", pid.ok, f"pid {pid.stdout.strip()}" if pid.ok else "not running"):
+    pid = facts.running_pid(connection, plan.layout, port)
+    if not checks.add(f"redis :{port} running", pid is not None, f"pid {pid}" if pid else "not running"):
         return
     checks.add(f"redis :{port} listening", _listening(connection, host.data_address, port), f"{host.data_address}:{port}")
     unauthenticated = rediscli.call(connection, plan.layout, host.data_address, port, ["PING"], timeout=5)
@@ -170,8 +166,8 @@ def replicaof_agrees(file_text: str | None, info: dict[str, str]) -> tuple[bool,
 
 def _check_sentinel(plan: Plan, connection: Remote, checks: _Checks, agreed: dict[str, str]) -> None:
     host, port = connection.host, plan.inventory.redis.sentinel_port
-    pid = connection.run(f"p=$(cat {shlex.quote(plan.layout.run_dir)}/sentinel.pid 2>/dev/null) && kill -0 \"$p\" && echo $p")
-    if not checks.add("sentinel running", pid.ok, f"pid {pid.stdout.strip()}" if pid.ok else "not running"):
+    pid = facts.running_pid(connection, plan.layout, None)
+    if not checks.add("sentinel running", pid is not None, f"pid {pid}" if pid else "not running"):
         return
     checks.add("sentinel listening", _listening(connection, host.data_address, port), f"{host.data_address}:{port}")
 
@@ -187,7 +183,7 @@ def _check_sentinel(plan: Plan, connection: Remote, checks: _Checks, agreed: dic
     checks.add("sentinel not in TILT", info.get("sentinel_tilt") == "0", f"sentinel_tilt:{info.get('sentinel_tilt')}")
     sentinel_count = len(plan.inventory.sentinels)
     for group in plan.inventory.groups:
-        state = sentinel_step.parse_pairs(ask(["SENTINEL", "MASTER", group.name]))
+        state = rediscli.parse_pairs(ask(["SENTINEL", "MASTER", group.name]))
         checks.add(f"sentinel {group.name} master", state.get("ip") == agreed.get(group.name) and "s_down" not in state.get("flags", "") + "",
                    f"{state.get('ip')}:{state.get('port')} flags={state.get('flags')} (agreed: {agreed.get(group.name)})")
         checks.add(f"sentinel {group.name} replicas", state.get("num-slaves") == str(len(group.replicas)),
@@ -226,11 +222,7 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
     if written.stdout.strip() != "OK":
         return [CheckResult(master.name, f"{group.name} write", False, (written.stdout + written.stderr).strip())]
     info = rediscli.parse_info(_admin_call(plan, master_connection, master, group.port, ["INFO", "replication"]).stdout)
-    replicas_seen = {}
-    for field, text in info.items():
-        if field.startswith("slave") and field[5:].isdigit():
-            parts = dict(item.split("=", 1) for item in text.split(",") if "=" in item)
-            replicas_seen[parts.get("ip")] = parts
+    replicas_seen = rediscli.replicas_in_info(info)
     try:
         for name in group.members:
             if name == master.name or name not in connections:
@@ -256,7 +248,8 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
 
 
 def run(plan: Plan) -> list[CheckResult]:
-    connections, unreachable = status.open_connections(plan)
+    connections, failed = remote.open_all(plan)
+    unreachable = {name: remote.reason(error) for name, error in failed.items()}
     results: list[CheckResult] = [CheckResult(name, "ssh", False, reason) for name, reason in unreachable.items()]
     with ThreadPoolExecutor(max_workers=plan.inventory.controller.parallel) as pool:
         try:

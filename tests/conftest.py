@@ -38,18 +38,29 @@ def lab_paths():
 
 @pytest.fixture(scope="session")
 def lab(lab_paths, tmp_path_factory):
-    """Path of an inventory for a running 3-host lab. The test process joins the lab's network
-    namespace, exactly as `invoke deploy` does for a lab inventory."""
+    """Path of an inventory for a running 3-host lab (lab_network puts each lab test inside its
+    network namespace)."""
     if os.geteuid() != 0:
         pytest.fail("the lab tier needs root (namespaces, mounts)")
     lab_hosts.down(lab_paths, log=lambda _: None)
     golden.build_golden_tree(lab_paths)
     made = lab_hosts.up(lab_paths, LAB_HOST_COUNT)
     path = inventory_file.write_lab_inventory(lab_paths, made, tmp_path_factory.mktemp("lab") / "lab.yml")
-    netns.enter(lab_hosts.BRIDGE_NAMESPACE)
     yield path
-    netns.leave()
     lab_hosts.down(lab_paths, log=lambda _: None)
+
+
+@pytest.fixture(autouse=True)
+def lab_network(request):
+    """A lab test talks to the hosts from inside the lab's network namespace, as `invoke deploy`
+    does (cli.controller_network): joined before the test, left after it. The teardown test
+    stays outside, to see what `lab.down` left behind on the machine."""
+    if request.node.get_closest_marker("lab") is None or request.node.get_closest_marker("lab_teardown"):
+        yield
+        return
+    request.getfixturevalue("lab")
+    with netns.joined(lab_hosts.BRIDGE_NAMESPACE):
+        yield
 
 
 @pytest.fixture(scope="session")

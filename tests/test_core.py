@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from provision import confparse, facts, inventory, orchestrate, plan as planner, rediscli, render, topology
+from provision import confparse, facts, inventory, plan as planner, rediscli, render, topology
 from provision.steps import sentinel as sentinel_step
-from provision.steps.system import parse_thp
+from provision.facts import parse_thp
 from tests.test_inventory import base, write
 
 CAPTURED = Path(__file__).parent / "captured"
@@ -163,14 +163,25 @@ def test_reply_parsers():
     assert topology.parse_role("slave\n10.77.0.11\n6379\nconnected\n100\n") == "slave"
     info = rediscli.parse_info("# Replication\r\nrole:slave\r\nmaster_link_status:up\r\n")
     assert info == {"role": "slave", "master_link_status": "up"}
-    assert sentinel_step.parse_pairs("name\nmymaster\nip\n10.0.0.1\nnum-slaves\n2\n")["num-slaves"] == "2"
+    assert rediscli.parse_pairs("name\nmymaster\nip\n10.0.0.1\nnum-slaves\n2\n")["num-slaves"] == "2"
 
 
 def test_secret_masker_hides_passwords_and_their_hashes(lab_like_plan):
-    mask = orchestrate.secret_masker(lab_like_plan)
+    mask = inventory.secret_masker(lab_like_plan.inventory)
     text = f"masterauth replication-password-1\nuser admin on #{render.password_hash('admin-password-1')}"
     masked = mask(text)
     assert "replication-password-1" not in masked and render.password_hash("admin-password-1") not in masked
+
+
+def test_secret_masker_hides_any_value_of_a_secret_directive(lab_like_plan):
+    """A password the inventory no longer knows (an old one, in a --diff) is hidden too, because
+    the directive table says the line holds a secret."""
+    mask = inventory.secret_masker(lab_like_plan.inventory)
+    diff = "-masterauth old-pass-1\n+sentinel auth-pass mymaster old-pass-2\n sentinel sentinel-pass old-pass-3\nmaxmemory 1gb"
+    masked = mask(diff)
+    assert not any(f"old-pass-{n}" in masked for n in (1, 2, 3)), masked
+    assert "-masterauth ********" in masked and "+sentinel auth-pass mymaster ********" in masked
+    assert "maxmemory 1gb" in masked
 
 
 def test_redis_cli_command_line_never_carries_a_password(lab_like_plan):

@@ -139,7 +139,7 @@ def _lab_processes() -> list[str]:
 
 @pytest.mark.lab_teardown
 def test_down_leaves_no_process_mount_namespace_or_interface(lab, lab_paths):
-    netns.leave()
+    assert not netns.current_is(lab_hosts.BRIDGE_NAMESPACE)
     lab_hosts.down(lab_paths, log=lambda _: None)
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "rplab" not in namespaces

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provision import confparse, primitives, rediscli, render
+from provision import confparse, directives, primitives, rediscli, render
 from provision.errors import HostError
 from provision.hostrun import HostRun
 from provision.inventory import Host
 from provision.plan import NodePlan
 from provision.steps import services
 
-# Settings Redis 7 cannot change on a running server (or that the tool will not change live).
-RESTART_KEYS = {("daemonize",), ("pidfile",), ("logfile",), ("aclfile",), ("disable-thp",), ("tcp-backlog",),
-                ("port",), ("bind",), ("dir",), ("databases",), ("io-threads",), ("unixsocket",)}
 
 
 @dataclass(frozen=True)
@@ -45,8 +42,8 @@ def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutco
         primitives.ensure_file(run, path, confparse.patch(current, wanted, changed), 0o640, "redis", "redis")
     else:
         primitives.ensure_file(run, path, current, 0o640, "redis", "redis")  # mode/owner only
-    restart = tuple(key for key in changed if key in RESTART_KEYS)
-    live = tuple(key for key in changed if key not in RESTART_KEYS)
+    restart = tuple(key for key in changed if directives.redis_needs_restart(key))
+    live = tuple(key for key in changed if not directives.redis_needs_restart(key))
     return ConfigOutcome(False, current, live, restart)
 
 
@@ -76,7 +73,7 @@ def predicted_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...
     if current is None:
         return ()
     return tuple(key for key in confparse.differing_keys(current, render.redis_owned_directives(run.plan, node))
-                 if key in RESTART_KEYS)
+                 if directives.redis_needs_restart(key))
 
 
 def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:

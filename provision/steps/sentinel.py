@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provision import confparse, primitives, rediscli, render
+from provision import confparse, directives, primitives, rediscli, render
 from provision.confparse import Directive
 from provision.errors import HostError
 from provision.hostrun import HostRun
 from provision.steps import services
 
-LIVE_OPTIONS = {"quorum", "auth-user", "auth-pass", "down-after-milliseconds", "failover-timeout", "parallel-syncs"}
 
 
 @dataclass(frozen=True)
@@ -26,14 +25,14 @@ class SentinelOutcome:
     restart: bool
 
 
-# Sentinel leaves out of its rewritten file every per-group option at its default value.
-SENTINEL_DEFAULTS = {"down-after-milliseconds": "30000", "failover-timeout": "180000", "parallel-syncs": "1"}
 
 
 def _differs(current: dict, directive: Directive) -> bool:
     lines = current.get(directive.key, [])
-    if not lines and len(directive.key) == 3 and directive.key[1] in SENTINEL_DEFAULTS:
-        lines = [(SENTINEL_DEFAULTS[directive.key[1]],)]
+    # Sentinel leaves out of its rewritten file every per-group option at its default value.
+    default = directives.sentinel_default(directive.key[1]) if len(directive.key) == 3 else None
+    if not lines and default is not None:
+        lines = [(default,)]
     have = [tuple(v.lower() for v in line) for line in lines]
     return have != [tuple(v.lower() for v in directive.values)]
 
@@ -73,7 +72,7 @@ def configure(run: HostRun, master_addresses: dict[str, str]) -> SentinelOutcome
         is_group_option = len(key) == 3
         if is_group_option and key[2] in new_groups:
             continue  # set together with SENTINEL MONITOR
-        if is_group_option and key[1] in LIVE_OPTIONS:
+        if is_group_option and directives.sentinel_live(key[1]):
             live.append(by_key[key])
         else:
             file_changes.append(key)
@@ -137,12 +136,6 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
         run.record(f"SENTINEL MONITOR {name} {master_addresses[name]} {group.port} {group.quorum}")
 
 
-def parse_pairs(text: str) -> dict[str, str]:
-    """A flat key/value reply (SENTINEL MASTER) as redis-cli prints it, one item per line."""
-    items = [line.strip() for line in text.splitlines()]
-    return dict(zip(items[0::2], items[1::2]))
-
-
 def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:
     """Until this sentinel sees the current master of each group, all its replicas and all the
     other sentinels (what a failover will need)."""
@@ -151,7 +144,7 @@ def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:
     sentinel_count = len(run.plan.inventory.sentinels)
     for group in run.plan.inventory.groups:
         def probe(group=group):
-            state = parse_pairs(_sentinel(run, ["SENTINEL", "MASTER", group.name]))
+            state = rediscli.parse_pairs(_sentinel(run, ["SENTINEL", "MASTER", group.name]))
             if state.get("ip") and state.get("ip") != master_addresses[group.name]:
                 raise HostError(run.name, run.step, f"SENTINEL MASTER {group.name}",
                                 f"the sentinel now names {state.get('ip')} as master, not {master_addresses[group.name]} "

@@ -5,28 +5,15 @@ from __future__ import annotations
 import shlex
 import time
 
-from provision import rediscli
+from provision import facts, rediscli
 from provision.errors import HostError
 from provision.hostrun import HostRun
 from provision.plan import Layout
 from provision.remote import Remote
 
 
-def pid_file(layout: Layout, port: int | None) -> str:
-    name = "sentinel.pid" if port is None else f"redis-{port}.pid"
-    return f"{layout.run_dir}/{name}"
-
-
-def running_pid_on(connection: Remote, layout: Layout, port: int | None) -> int | None:
-    """PID of the redis-server (port) or redis-sentinel (None) when it runs, from its pidfile."""
-    path = shlex.quote(pid_file(layout, port))
-    result = connection.run(f"p=$(cat {path} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && "
-                            f"tr '\\0' ' ' < /proc/$p/cmdline | grep -q redis && echo $p")
-    return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else None
-
-
 def running_pid(run: HostRun, port: int | None) -> int | None:
-    return running_pid_on(run.remote, run.layout, port)
+    return facts.running_pid(run.remote, run.layout, port)
 
 
 GUARD_WAIT_SECONDS = 120
@@ -110,7 +97,7 @@ def stop(run: HostRun, port: int | None, wait_seconds: float = 30) -> None:
     run.remote.check(run.step, f"kill -TERM {pid}")
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        if not run.remote.run(f"kill -0 {pid} 2>/dev/null").ok:
+        if not facts.process_alive(run.remote, pid):
             return
         time.sleep(0.1)
     raise HostError(run.name, run.step, f"kill -TERM {pid}", f"process {pid} still running after {wait_seconds}s")

@@ -3,37 +3,25 @@ from __future__ import annotations
 
 import shlex
 
-from provision import primitives, render
+from provision import facts, primitives, render
 from provision.hostrun import HostRun
 
 SYSCTL_FILE = "/etc/sysctl.d/90-redis-provision.conf"
 RC_LOCAL = "/etc/rc.local"
-THP_FILES = ("/sys/kernel/mm/transparent_hugepage/enabled", "/sys/kernel/mm/transparent_hugepage/defrag")
-
-
-def parse_thp(text: str) -> str:
-    """The active THP mode from `always madvise [never]` (kernel) or a plain `never`."""
-    text = text.strip()
-    if "[" in text:
-        return text[text.index("[") + 1:text.index("]")]
-    return text
-
-
 def tune(run: HostRun) -> None:
     system = run.plan.inventory.system
     run.begin("tune")
     primitives.ensure_file(run, SYSCTL_FILE, render.sysctl_file(run.plan), 0o644)
-    keys = " ".join(shlex.quote(key) for key, _ in system.sysctl)
-    live = run.remote.check(run.step, f"sysctl -n {keys}").stdout.split()
-    for (key, wanted), current in zip(system.sysctl, live):
+    live = facts.sysctl_values(run.remote, [key for key, _ in system.sysctl])
+    for key, wanted in system.sysctl:
+        current = live[key]
         if current != str(wanted):
             run.record(f"set {key} = {wanted} now (was {current})")
             if not run.options.check:
                 run.remote.check(run.step, f"sysctl -q -w {shlex.quote(f'{key}={wanted}')}")
-    current_thp = run.remote.check(run.step, "cat " + " ".join(THP_FILES)).stdout.splitlines()
-    for path, text in zip(THP_FILES, current_thp):
-        if parse_thp(text) != system.transparent_hugepage:
-            run.record(f"set {path} to {system.transparent_hugepage} now (was {parse_thp(text)})")
+    for path, mode in facts.thp_modes(run.remote).items():
+        if mode != system.transparent_hugepage:
+            run.record(f"set {path} to {system.transparent_hugepage} now (was {mode})")
             if not run.options.check:
                 run.remote.check(run.step, f"echo {shlex.quote(system.transparent_hugepage)} > {path}")
     current_rc = primitives.read_file(run, RC_LOCAL)
@@ -46,14 +34,12 @@ def layout(run: HostRun) -> None:
     REWRITE and Sentinel write a temporary file there and rename it over the config."""
     run.begin("layout")
     paths = run.layout
-    user_check = run.remote.run("id -u redis")
-    if not user_check.ok:
+    if not run.facts.has_redis_user:
         run.record("create system user redis")
-        if not run.options.check:
-            run.remote.check(run.step, f"useradd --system --user-group --no-create-home --home-dir "
-                                       f"{shlex.quote(paths.data_dir)} --shell /usr/sbin/nologin redis")
-    if run.options.check and not user_check.ok:
-        return  # directories owned by a user that does not exist yet cannot be compared
+        if run.options.check:
+            return  # directories owned by a user that does not exist yet cannot be compared
+        run.remote.check(run.step, f"useradd --system --user-group --no-create-home --home-dir "
+                                   f"{shlex.quote(paths.data_dir)} --shell /usr/sbin/nologin redis")
     wanted = [(paths.install_dir, 0o755, "root"), (paths.install_dir + "/versions", 0o755, "root"),
               (paths.boot_dir, 0o700, "root"),
               (paths.conf_dir, 0o750, "redis"), (paths.data_dir, 0o750, "redis"), (paths.log_dir, 0o750, "redis"),

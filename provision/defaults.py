@@ -1,0 +1,48 @@
+"""Every default an inventory key takes when it is left out: the one place both the inventory's
+dataclasses and its readers take them from (and the README's example points to)."""
+from __future__ import annotations
+
+# hosts.<name>
+SSH_USER = "root"
+SSH_PORT = 22
+
+# redis
+INSTALL_DIR = "/app/redis"
+REDIS_PORT = 6379
+SENTINEL_PORT = 26379
+MAXMEMORY = "0"
+MAXMEMORY_POLICY = "noeviction"
+APPENDONLY = True                      # fsync every second (Redis's appendfsync default)
+SAVE = "3600 1 300 100 60 10000"
+
+# groups.<name>
+DOWN_AFTER_MILLISECONDS = 5000
+FAILOVER_TIMEOUT = 60000
+PARALLEL_SYNCS = 1
+
+
+def min_replicas_to_write(replicas) -> int:
+    """A master takes a write only while a replica is connected to receive it, so a master cut
+    off from its group stops accepting writes that would be lost."""
+    return 1 if replicas else 0
+
+
+def min_replicas_max_lag(down_after_milliseconds: int) -> int:
+    """Well under down-after: the cut-off master refuses writes before a new master is elected."""
+    return max(1, down_after_milliseconds // 2000)
+
+
+# acl
+ADMIN_USER = "admin"
+REPLICATION_USER = "replicator"
+SENTINEL_USER = "sentinel"
+
+# system
+SYSCTL = (("net.core.somaxconn", 1024), ("vm.overcommit_memory", 1), ("net.ipv4.tcp_max_syn_backlog", 1024))
+TRANSPARENT_HUGEPAGE = "never"
+
+# controller
+PARALLEL = 10
+CONNECT_TIMEOUT = 10.0
+KNOWN_HOSTS = "~/.ssh/known_hosts"
+HOST_KEY_CHECKING = "accept-new"       # as OpenSSH's StrictHostKeyChecking

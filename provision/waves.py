@@ -1,0 +1,91 @@
+"""The engine under a deploy: runs a table of waves, each wave's step on its hosts in parallel.
+
+It owns what every wave needs and no step should: the thread pool, failure isolation (a host
+whose step raises is named with its step and error and sits out the later waves, the others go
+on), a heartbeat for long steps (a compile), and printing one line at a time with every secret
+masked. What a wave does is in orchestrate.py's table.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from provision.errors import HostError, ProvisionError
+from provision.hostrun import HostRun
+
+HEARTBEAT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Wave:
+    name: str
+    hosts: Callable[[Any], list[HostRun]] | None   # which hosts, chosen when the wave starts; None: once, here
+    step: Callable[..., None]                        # step(run, state) per host, or step(state) once
+
+
+class Runner:
+    """Host runs, their failures, the pool and the heartbeat of one deploy."""
+
+    def __init__(self, parallel: int, say: Callable[[str], None], mask: Callable[[str], str]):
+        self._print_lock = threading.Lock()
+        self._say, self._mask = say, mask
+        self.runs: dict[str, HostRun] = {}
+        self.errors: dict[str, ProvisionError] = {}
+        self.unreachable: set[str] = set()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+        self._step_started: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, daemon=True)
+        self._heartbeat.start()
+
+    def say(self, message: str) -> None:
+        with self._print_lock:
+            self._say(self._mask(message))
+
+    def alive(self, names=None) -> list[HostRun]:
+        """Runs still in the game (connected, nothing failed), optionally only these names."""
+        names = list(self.runs) if names is None else names
+        return [self.runs[name] for name in names if name in self.runs and name not in self.errors]
+
+    def fail(self, name: str, error: ProvisionError) -> None:
+        self.errors[name] = error
+        self.say(f"FAILED {error}")
+
+    def each(self, runs: list[HostRun], step_name: str, function: Callable[[HostRun], None]) -> None:
+        """function(run) on every run in parallel; a failure is recorded for its host only."""
+        def guarded(run: HostRun) -> None:
+            run.begin(step_name)
+            self._step_started[run.name] = time.monotonic()
+            try:
+                function(run)
+            except ProvisionError as error:
+                self.fail(run.name, error)
+            except Exception as error:  # an unexpected bug still names the host and step
+                self.fail(run.name, HostError(run.name, run.step, "(internal)", f"{type(error).__name__}: {error}"))
+            finally:
+                self._step_started.pop(run.name, None)
+        list(self.pool.map(guarded, runs))
+
+    def run(self, waves: tuple[Wave, ...], state: Any) -> None:
+        for wave in waves:
+            if wave.hosts is None:
+                wave.step(state)
+            else:
+                self.each(wave.hosts(state), wave.name, lambda run, step=wave.step: step(run, state))
+
+    def _beat(self) -> None:
+        """A long step says it is alive, so a quiet terminal is not a hung one."""
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            now = time.monotonic()
+            for name, since in list(self._step_started.items()):
+                if now - since >= HEARTBEAT_SECONDS and name in self.runs:
+                    self.say(f"{name}: {self.runs[name].step} still running ({now - since:.0f}s)")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.pool.shutdown(wait=True)
+        for run in self.runs.values():
+            run.remote.close()
