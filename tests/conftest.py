@@ -6,29 +6,38 @@ import os
 
 import pytest
 
-from provision import inventory, netns, remote
+from provision import cli, inventory, netns, plan as planner, remote
 from provision.lab import golden, hosts as lab_hosts, inventory_file
 from provision.lab.paths import default_paths
+from tests.test_inventory import base, write
 
 LAB_HOST_COUNT = 3
 
 
-# The lab tier shares one set of hosts; its modules build on each other in this order
-# (bare hosts, then a deploy, then breaking and failing it over). Unit tests go first.
-LAB_MODULE_ORDER = ("test_lab", "test_deploy_lab", "test_verify_lab", "test_drill_lab", "test_restart_lab")
-
-
 def pytest_collection_modifyitems(items):
-    """Unit tests first, then the lab modules in order; lab_teardown tests last of all."""
+    """Unit tests first, then the lab tier (its modules in any order: each one sets up the state
+    it needs with bare_lab or deployed_lab); lab_teardown tests last of all."""
     def rank(item):
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        position = LAB_MODULE_ORDER.index(module) + 1 if module in LAB_MODULE_ORDER else 0
-        return (item.get_closest_marker("lab_teardown") is not None, position)
+        return (item.get_closest_marker("lab_teardown") is not None, item.get_closest_marker("lab") is not None)
     items.sort(key=rank)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab_teardown: runs last, takes the session's lab down")
+
+
+@pytest.fixture
+def lab_like_plan(tmp_path):
+    """The lab's shape (3 hosts, one group, 3 sentinels) as a plan, for tests without SSH."""
+    document = base()
+    document["hosts"] = {f"lab{i}": {"address": f"10.77.0.1{i}"} for i in (1, 2, 3)}
+    document["groups"] = {"mymaster": {"master": "lab1", "replicas": ["lab2", "lab3"], "quorum": 2,
+                                       "down_after_milliseconds": 2000, "failover_timeout": 10000}}
+    document["sentinels"] = ["lab1", "lab2", "lab3"]
+    document["redis"]["maxmemory"] = "128mb"
+    environment = {"PA": "admin-password-1", "PR": "replication-password-1", "PS": "sentinel-password-1",
+                   "PP": "app-password-1"}
+    return planner.build(inventory.load(write(tmp_path, document), environment))
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +90,21 @@ def connections(lab_inventory):
     yield opened
     for connection in opened.values():
         connection.close()
+
+
+@pytest.fixture
+def bare_lab(lab, lab_paths):
+    """The lab's hosts re-imaged from the golden tree: nothing deployed on any of them."""
+    for index in range(1, LAB_HOST_COUNT + 1):
+        lab_hosts.reinstall(lab_paths, f"lab{index}", log=lambda _: None)
+    return lab
+
+
+@pytest.fixture
+def deployed_lab(lab, artifact_dir):
+    """A deployed lab that verifies clean, whatever ran before; returns its plan."""
+    from tests.labtools import deploy, verify_failures, wait_for
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok, output
+    wait_for(lambda: not verify_failures(lab), 90, "verify to pass before the test", interval=1)
+    return cli.load_plan(str(lab))

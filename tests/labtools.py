@@ -108,7 +108,8 @@ def settled_after_failover(lab_inventory: Inventory, old_master: str, group: str
 
 def verify_failures(path) -> list[verify.CheckResult]:
     plan = cli.load_plan(str(path))
-    return [result for result in verify.run(plan) if not result.ok]
+    with cli.controller_network(plan):
+        return [result for result in verify.run(plan) if not result.ok]
 
 
 def run_on(lab_inventory: Inventory, host_name: str, command: str) -> str:

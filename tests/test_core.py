@@ -8,22 +8,8 @@ import pytest
 from provision import confparse, facts, inventory, plan as planner, rediscli, render, topology
 from provision.steps import sentinel as sentinel_step
 from provision.facts import parse_thp
-from tests.test_inventory import base, write
 
 CAPTURED = Path(__file__).parent / "captured"
-
-
-@pytest.fixture
-def lab_like_plan(tmp_path):
-    document = base()
-    document["hosts"] = {f"lab{i}": {"address": f"10.77.0.1{i}"} for i in (1, 2, 3)}
-    document["groups"] = {"mymaster": {"master": "lab1", "replicas": ["lab2", "lab3"], "quorum": 2,
-                                       "down_after_milliseconds": 2000, "failover_timeout": 10000}}
-    document["sentinels"] = ["lab1", "lab2", "lab3"]
-    document["redis"]["maxmemory"] = "128mb"
-    environment = {"PA": "admin-password-1", "PR": "replication-password-1", "PS": "sentinel-password-1",
-                   "PP": "app-password-1"}
-    return planner.build(inventory.load(write(tmp_path, document), environment))
 
 
 def test_plan_marks_initial_master_replicas_and_sentinels(lab_like_plan):

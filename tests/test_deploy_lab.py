@@ -14,7 +14,12 @@ pytestmark = pytest.mark.lab
 
 
 
-def test_fresh_deploy_builds_once_and_gives_a_healthy_replicated_group(lab, lab_inventory, artifact_dir):
+def test_fresh_deploy_builds_once_and_gives_a_healthy_replicated_group(bare_lab, lab_inventory, artifact_dir):
+    """Bare hosts and an empty artifact cache (the later tests of this module build on this
+    deployment and reuse the cache)."""
+    for stale in artifact_dir.iterdir():
+        stale.unlink()
+    lab = bare_lab
     report, output = deploy(lab, artifact_dir)
     assert report.ok, output
     actions = {outcome.host: [change.action for change in outcome.changes] for outcome in report.outcomes}

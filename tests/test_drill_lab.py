@@ -10,7 +10,7 @@ pytestmark = pytest.mark.lab
 
 
 @pytest.mark.parametrize("mode", ["kill", "stop", "partition", "restart", "reboot"])
-def test_drill_elects_new_master_loses_no_acknowledged_write_and_old_master_rejoins(lab, mode):
+def test_drill_elects_new_master_loses_no_acknowledged_write_and_old_master_rejoins(lab, deployed_lab, mode):
     lines = []
     report = cli.drill(str(lab), mode=mode, seconds=8, say=lines.append)
     print("\n".join(lines))

@@ -9,22 +9,13 @@ import time
 
 import pytest
 
-from provision import cli, drill, rolewatch
+from provision import drill, rolewatch
 from provision.lab import hosts as lab_hosts
 from tests.labtools import client, deploy, master_per_sentinel, run_on, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab
 
 AOF_EXEC_ERROR = "sending an error to its AOF-loading-client"
-
-
-@pytest.fixture
-def healthy(lab, artifact_dir):
-    """A deployed lab that verifies clean, whatever ran before; its plan."""
-    report, output = deploy(lab, artifact_dir)
-    assert report.ok, output
-    wait_for(lambda: not verify_failures(lab), 90, "verify to pass before the test", interval=1)
-    return cli.load_plan(str(lab))
 
 
 def master_now(lab_inventory) -> str:
@@ -51,14 +42,14 @@ def assert_aof_loaded_every_transaction(lab_inventory):
         assert AOF_EXEC_ERROR not in log, f"{host} dropped MULTI/EXEC while loading its AOF"
 
 
-def test_master_killed_then_deploy_brings_it_back_as_a_replica_never_writable(healthy, lab, lab_inventory,
+def test_master_killed_then_deploy_brings_it_back_as_a_replica_never_writable(deployed_lab, lab, lab_inventory,
                                                                               artifact_dir):
     """The issue's case: the sentinels elect another node; deploy must not start the old one
     from its stale file as a second master."""
-    group = healthy.inventory.groups[0]
+    group = deployed_lab.inventory.groups[0]
     old = master_now(lab_inventory)
     old_address = lab_inventory.host(old).data_address
-    with rolewatch.RoleWatch(healthy, group) as watch:
+    with rolewatch.RoleWatch(deployed_lab, group) as watch:
         time.sleep(0.5)
         kill_redis(lab_inventory, old)
         killed_at = time.monotonic()       # the kill has happened when the command returns
@@ -79,12 +70,12 @@ def test_master_killed_then_deploy_brings_it_back_as_a_replica_never_writable(he
     assert verify_failures(lab) == []
 
 
-def test_master_killed_and_deploy_at_once_hands_over_before_starting_it(healthy, lab, lab_inventory, artifact_dir):
+def test_master_killed_and_deploy_at_once_hands_over_before_starting_it(deployed_lab, lab, lab_inventory, artifact_dir):
     """Deploy right after the crash, while the sentinels still name the dead master: it has a
     replica promoted first, then starts the old master as its replica (never with only its AOF)."""
-    group = healthy.inventory.groups[0]
+    group = deployed_lab.inventory.groups[0]
     old = master_now(lab_inventory)
-    with drill.writing(healthy, group) as (run_id, log), rolewatch.RoleWatch(healthy, group) as watch:
+    with drill.writing(deployed_lab, group) as (run_id, log), rolewatch.RoleWatch(deployed_lab, group) as watch:
         time.sleep(1)
         kill_redis(lab_inventory, old)
         killed_at = time.monotonic()       # the kill has happened when the command returns
@@ -98,13 +89,13 @@ def test_master_killed_and_deploy_at_once_hands_over_before_starting_it(healthy,
     assert client(lab_inventory, old).info("replication")["role"] == "slave"
     assert old not in watch.writable_nodes_seen(since=killed_at), watch.summary()
     assert watch.two_master_seconds == 0, watch.summary()
-    assert_nothing_lost(healthy, group, run_id, log)
+    assert_nothing_lost(deployed_lab, group, run_id, log)
 
 
-def test_replica_reboot_under_writes_heals_by_itself_losing_nothing(healthy, lab, lab_paths, lab_inventory):
-    group = healthy.inventory.groups[0]
+def test_replica_reboot_under_writes_heals_by_itself_losing_nothing(deployed_lab, lab, lab_paths, lab_inventory):
+    group = deployed_lab.inventory.groups[0]
     replica = next(name for name in ("lab3", "lab2", "lab1") if name != master_now(lab_inventory))
-    with drill.writing(healthy, group) as (run_id, log), rolewatch.RoleWatch(healthy, group) as watch:
+    with drill.writing(deployed_lab, group) as (run_id, log), rolewatch.RoleWatch(deployed_lab, group) as watch:
         time.sleep(1)
         lab_hosts.restart(lab_paths, replica, log=lambda _: None)
         wait_for(lambda: client(lab_inventory, replica).info("replication")["master_link_status"] == "up", 30,
@@ -112,15 +103,15 @@ def test_replica_reboot_under_writes_heals_by_itself_losing_nothing(healthy, lab
         time.sleep(1)
     wait_for(lambda: not verify_failures(lab), 60, "verify to pass by itself", interval=1)
     assert watch.two_master_seconds == 0, watch.summary()
-    assert_nothing_lost(healthy, group, run_id, log)
+    assert_nothing_lost(deployed_lab, group, run_id, log)
     assert_aof_loaded_every_transaction(lab_inventory)
 
 
-def test_each_host_rebooted_in_turn_under_writes_heals_by_itself_losing_nothing(healthy, lab, lab_paths,
+def test_each_host_rebooted_in_turn_under_writes_heals_by_itself_losing_nothing(deployed_lab, lab, lab_paths,
                                                                                 lab_inventory):
     """Every host, sentinel and all, reboots in turn; the master's reboot hands over first."""
-    group = healthy.inventory.groups[0]
-    with drill.writing(healthy, group) as (run_id, log), rolewatch.RoleWatch(healthy, group) as watch:
+    group = deployed_lab.inventory.groups[0]
+    with drill.writing(deployed_lab, group) as (run_id, log), rolewatch.RoleWatch(deployed_lab, group) as watch:
         for host in ("lab1", "lab2", "lab3"):
             time.sleep(1)
             lab_hosts.restart(lab_paths, host, log=lambda _: None)
@@ -128,17 +119,17 @@ def test_each_host_rebooted_in_turn_under_writes_heals_by_itself_losing_nothing(
         time.sleep(1)
     print(watch.summary())
     assert watch.two_master_seconds == 0, watch.summary()
-    assert_nothing_lost(healthy, group, run_id, log)
+    assert_nothing_lost(deployed_lab, group, run_id, log)
     assert_aof_loaded_every_transaction(lab_inventory)
 
 
-def test_all_hosts_rebooted_at_once_keep_every_acknowledged_transaction(healthy, lab, lab_paths, lab_inventory):
+def test_all_hosts_rebooted_at_once_keep_every_acknowledged_transaction(deployed_lab, lab, lab_paths, lab_inventory):
     """A power cut of the whole group: every node loads its own AOF, whichever is promoted must
     hold the MULTI/EXEC, EVAL and FCALL writes (the default user's ACL must not drop them)."""
-    group = healthy.inventory.groups[0]
-    with drill.writing(healthy, group) as (run_id, log):
+    group = deployed_lab.inventory.groups[0]
+    with drill.writing(deployed_lab, group) as (run_id, log):
         time.sleep(3)
-    with rolewatch.RoleWatch(healthy, group) as watch:
+    with rolewatch.RoleWatch(deployed_lab, group) as watch:
         threads = [threading.Thread(target=lab_hosts.restart, args=(lab_paths, host), kwargs={"log": lambda _: None})
                    for host in ("lab1", "lab2", "lab3")]
         for thread in threads:
@@ -148,5 +139,5 @@ def test_all_hosts_rebooted_at_once_keep_every_acknowledged_transaction(healthy,
         wait_for(lambda: not verify_failures(lab), 90, "verify to pass after the whole lab rebooted", interval=1)
     print(watch.summary())
     assert watch.two_master_seconds == 0, watch.summary()
-    assert_nothing_lost(healthy, group, run_id, log)
+    assert_nothing_lost(deployed_lab, group, run_id, log)
     assert_aof_loaded_every_transaction(lab_inventory)

@@ -8,17 +8,14 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from provision import inventory, plan as planner, primitives, render
+from provision import primitives, render
 from provision.facts import HostFacts
 from provision.hostrun import HostRun, RunOptions
 from provision.steps import node, sentinel, system
 from provision.steps.node import ConfigOutcome
 from provision.steps.sentinel import SentinelOutcome
 from tests.fakeremote import FakeFile, FakeRemote
-from tests.test_inventory import base, write
 
-ENVIRONMENT = {"PA": "admin-password-1", "PR": "replication-password-1", "PS": "sentinel-password-1",
-               "PP": "app-password-1"}
 FACTS = HostFacts(os_id="debian", os_version="12", arch="x86_64", init_system="bash", active_bin="versions/7.0.15/bin",
                   installed_version="7.0.15", missing_build_tools=(), package_manager="apt-get", has_redis_user=True)
 TUNED_SYSCTL = ("sysctl -n", "1024\n1024\n1\n", 0)       # somaxconn, tcp_max_syn_backlog, overcommit (key order)
@@ -26,16 +23,6 @@ THP_NEVER = ("transparent_hugepage/enabled", "always madvise [never]\nalways mad
 NOT_RUNNING = (r"p=\$\(cat \S+/redis-6379.pid", "", 1)
 RUNNING = (r"p=\$\(cat \S+/redis-6379.pid", "1234\n", 0)
 SENTINEL_RUNNING = (r"p=\$\(cat \S+/sentinel.pid", "2345\n", 0)
-
-
-@pytest.fixture(scope="module")
-def plan(tmp_path_factory):
-    document = base()
-    document["hosts"] = {f"lab{i}": {"address": f"10.77.0.1{i}"} for i in (1, 2, 3)}
-    document["groups"] = {"mymaster": {"master": "lab1", "replicas": ["lab2", "lab3"], "quorum": 2,
-                                       "down_after_milliseconds": 2000, "failover_timeout": 10000}}
-    document["sentinels"] = ["lab1", "lab2", "lab3"]
-    return planner.build(inventory.load(write(tmp_path_factory.mktemp("plan"), document), ENVIRONMENT))
 
 
 def acl_list_of(plan) -> str:
@@ -131,8 +118,8 @@ def _run_row(row: Row, plan) -> tuple[FakeRemote, list[str]]:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.behaviour for row in ROWS])
-def test_step_sends_exactly_what_its_row_says(row, plan):
-    fake, _ = _run_row(row, plan)
+def test_step_sends_exactly_what_its_row_says(row, lab_like_plan):
+    fake, _ = _run_row(row, lab_like_plan)
     position = 0
     for pattern in row.sent:
         later = [i for i, command in enumerate(fake.commands) if i >= position and re.search(pattern, command)]
@@ -147,7 +134,8 @@ def test_step_sends_exactly_what_its_row_says(row, plan):
         assert fake.written == []
 
 
-def test_no_step_command_carries_a_password(plan):
+def test_no_step_command_carries_a_password(lab_like_plan):
+    plan = lab_like_plan
     """Passwords travel on stdin only (the commands become argv of sh and redis-cli on the host)."""
     passwords = [user.password.value for user in plan.inventory.acl.all_users]
     for row in ROWS:
@@ -158,7 +146,8 @@ def test_no_step_command_carries_a_password(plan):
         assert leaked == [], (row.behaviour, leaked)
 
 
-def test_ensure_file_leaves_an_identical_file_alone_and_replaces_a_different_one(plan):
+def test_ensure_file_leaves_an_identical_file_alone_and_replaces_a_different_one(lab_like_plan):
+    plan = lab_like_plan
     host_plan = plan.host_plan("lab1")
     fake = FakeRemote(host_plan.host, files={"/etc/x.conf": FakeFile("a = 1\n", 0o640, "redis", "redis")})
     run = HostRun(fake, plan, host_plan, RunOptions(), lambda _: None)

@@ -200,6 +200,19 @@ def up(paths: LabPaths, count: int, log=print) -> list[LabHost]:
     return hosts
 
 
+def reinstall(paths: LabPaths, name: str, log=print) -> float:
+    """A re-imaged machine: every process dies, every file written since the golden tree goes,
+    and the host boots fresh on the same address (the lab's network is left as it is)."""
+    host = lab_host(int(name.removeprefix("lab")))
+    if not paths.host_dir(name).exists():
+        raise LabError(f"{name} is not a lab host")
+    _kill_host(paths, name)
+    subprocess.run(["rm", "-rf", str(paths.host_dir(name))], check=True)
+    seconds = _boot(paths, host)
+    log(f"{name} reinstalled in {seconds:.2f}s")
+    return seconds
+
+
 def restart(paths: LabPaths, name: str, log=print) -> float:
     """A reboot: kill every process of the host, keep its files, boot again (sysctl.conf and
     rc.local are applied again by the host's init)."""
