@@ -5,26 +5,38 @@ from __future__ import annotations
 import hashlib
 import shlex
 
+from provision.errors import HostError
 from provision.hostrun import HostRun
+
+
+def _refuse_unless_plain_file(quoted: str) -> str:
+    """Shell that stops (exit 4, reason on stderr) at a symbolic link or anything but a regular
+    file: the redis user can plant either in the directories it owns, and root must not read or
+    write through them."""
+    return (f"if test -L {quoted}; then echo {quoted}': is a symbolic link; refusing to follow it' >&2; exit 4; "
+            f"elif test -e {quoted} && ! test -f {quoted}; then echo {quoted}': is not a regular file' >&2; exit 4; fi; ")
 
 
 def read_file(run: HostRun, path: str) -> str | None:
     """The file's text, or None when it does not exist."""
     quoted = shlex.quote(path)
-    result = run.remote.run(f"if test -e {quoted}; then cat {quoted}; else exit 3; fi")
+    result = run.remote.run(_refuse_unless_plain_file(quoted) + f"if test -e {quoted}; then cat {quoted}; else exit 3; fi")
     if result.exit_code == 3:
         return None
     if not result.ok:
-        run.remote.check(run.step, f"cat {quoted}")
+        raise HostError(run.name, run.step, f"read {path}", result.stderr, result.exit_code)
     return result.stdout
 
 
 def file_state(run: HostRun, path: str) -> tuple[str, str] | None:
     """(sha256, 'mode owner group') of a file, or None when absent."""
     quoted = shlex.quote(path)
-    result = run.remote.run(f"test -f {quoted} && sha256sum {quoted} && stat -c '%a %U %G' {quoted}")
-    if not result.ok:
+    result = run.remote.run(_refuse_unless_plain_file(quoted) +
+                            f"test -f {quoted} || exit 3; sha256sum {quoted} && stat -c '%a %U %G' {quoted}")
+    if result.exit_code == 3:
         return None
+    if not result.ok:
+        raise HostError(run.name, run.step, f"stat {path}", result.stderr, result.exit_code)
     digest_line, stat_line = result.stdout.splitlines()[:2]
     return digest_line.split()[0], stat_line.strip()
 
@@ -42,29 +54,44 @@ def ensure_file(run: HostRun, path: str, content: str, mode: int, owner: str = "
         run.record(f"set {path} to mode {mode:o} owner {owner}:{group} (was {state[1]})")
         if not run.options.check:
             quoted = shlex.quote(path)
-            run.remote.check(run.step, f"chown {shlex.quote(owner)}:{shlex.quote(group)} {quoted} && chmod {mode:o} {quoted}")
+            run.remote.check(run.step, _refuse_unless_plain_file(quoted) +
+                             f"chown -h {shlex.quote(owner)}:{shlex.quote(group)} {quoted} && chmod {mode:o} {quoted}")
         return True
     before = read_file(run, path) if state is not None and run.options.diff else None
     action = f"write {path}" if state is not None else f"create {path}"
     run.record(action, before=before if state is not None else None, after=content if run.options.diff else None,
                path=path)
     if not run.options.check:
-        run.remote.write_file(run.step, path, content.encode(), mode, owner, group)
+        run.remote.write_file(run.step, path, content.encode(), mode, owner, group, staging_dir=_staging_dir(run, path))
     return True
+
+
+def _staging_dir(run: HostRun, path: str) -> str | None:
+    """Files under the install dir are staged in its root-only boot dir, out of the reach of the
+    redis user who can write conf/ and data/."""
+    boot = run.layout.boot_dir
+    if path.startswith(run.layout.install_dir + "/") and not path.startswith(boot + "/"):
+        return boot
+    return None
 
 
 def ensure_dirs(run: HostRun, wanted: list[tuple[str, int, str]]) -> bool:
     """Each (path, mode, owner) exists as a directory with that mode and owner (group = owner).
     One round trip to read them all."""
     paths = " ".join(shlex.quote(path) for path, _, _ in wanted)
-    result = run.remote.run(f"for d in {paths}; do if [ -d \"$d\" ]; then stat -c '%n %a %U %G' \"$d\"; "
-                            f"else echo \"$d absent\"; fi; done")
+    result = run.remote.run(f"for d in {paths}; do if [ -L \"$d\" ]; then echo \"$d symlink\"; "
+                            f"elif [ -d \"$d\" ]; then stat -c '%n %a %U %G' \"$d\"; "
+                            f"elif [ -e \"$d\" ]; then echo \"$d not-a-directory\"; else echo \"$d absent\"; fi; done")
     current = {}
     for line in result.stdout.splitlines():
         path, _, meta = line.partition(" ")
         current[path] = meta
     commands = []
     for path, mode, owner in wanted:
+        if current.get(path) in ("symlink", "not-a-directory"):
+            raise HostError(run.name, run.step, f"ensure directory {path}",
+                            f"{path} is {'a symbolic link' if current[path] == 'symlink' else 'not a directory'}; "
+                            "refusing to follow or replace it (remove it by hand if it is not an attack)")
         meta = f"{mode:o} {owner} {owner}"
         if current.get(path) == meta:
             continue
@@ -73,7 +100,7 @@ def ensure_dirs(run: HostRun, wanted: list[tuple[str, int, str]]) -> bool:
             run.record(f"create directory {path} ({mode:o} {owner})")
         else:
             run.record(f"set directory {path} to {mode:o} {owner} (was {current[path]})")
-        commands.append(f"mkdir -p {quoted} && chown {shlex.quote(owner)}:{shlex.quote(owner)} {quoted} "
+        commands.append(f"mkdir -p {quoted} && chown -h {shlex.quote(owner)}:{shlex.quote(owner)} {quoted} "
                         f"&& chmod {mode:o} {quoted}")
     if commands and not run.options.check:
         run.remote.check(run.step, " && ".join(commands))

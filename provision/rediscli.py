@@ -16,6 +16,7 @@ REPLY_ERRORS = ("ERR", "NOAUTH", "WRONGPASS", "NOPERM", "WRONGTYPE", "LOADING", 
 
 
 def command_line(layout: Layout, address: str, port: int, args: list[str], user: AclUser | None) -> str:
+    """The shell command; with `args` empty, redis-cli reads the command from its stdin."""
     cli = shlex.quote(layout.binary("redis-cli"))
     quoted_args = " ".join(shlex.quote(str(arg)) for arg in args)
     if user is None:
@@ -24,19 +25,30 @@ def command_line(layout: Layout, address: str, port: int, args: list[str], user:
             f"-h {shlex.quote(address)} -p {port} {quoted_args}")
 
 
+def stdin_command(args: list[str]) -> str:
+    """A command line as redis-cli reads it from stdin (its own quoting: double quotes,
+    backslash escapes), so no argument appears in any process's argv."""
+    return " ".join('"' + str(arg).replace("\\", "\\\\").replace('"', '\\"') + '"' for arg in args) + "\n"
+
+
 def call(remote: Remote, layout: Layout, address: str, port: int, args: list[str],
-         user: AclUser | None = None, timeout: float | None = 15) -> CommandResult:
+         user: AclUser | None = None, timeout: float | None = 15, secret_args: bool = False) -> CommandResult:
     """One command; stdout is redis-cli's raw reply. An error reply is not a failed exit code
-    for redis-cli, so callers check `reply_error`."""
-    stdin = (user.password.value + "\n") if user is not None else None
-    return remote.run(command_line(layout, address, port, args, user), stdin=stdin, timeout=timeout)
+    for redis-cli, so callers check `reply_error`. With `secret_args` (a password among the
+    arguments) the command itself travels on stdin too, after the login password."""
+    stdin = (user.password.value + "\n") if user is not None else ""
+    if secret_args:
+        return remote.run(command_line(layout, address, port, [], user), stdin=stdin + stdin_command(args),
+                          timeout=timeout)
+    return remote.run(command_line(layout, address, port, args, user), stdin=stdin or None, timeout=timeout)
 
 
-def sentinel_call(remote: Remote, plan, host, args: list[str], timeout: float | None = 15) -> CommandResult:
+def sentinel_call(remote: Remote, plan, host, args: list[str], timeout: float | None = 15,
+                  secret_args: bool = False) -> CommandResult:
     """A command to the sentinel on `host`, authenticated: sentinels run with the default user
     off, so nobody on the data network can SENTINEL FAILOVER or RESET them."""
     return call(remote, plan.layout, host.data_address, plan.inventory.redis.sentinel_port, args,
-                user=plan.inventory.acl.admin, timeout=timeout)
+                user=plan.inventory.acl.admin, timeout=timeout, secret_args=secret_args)
 
 
 def reply_error(result: CommandResult) -> str | None:

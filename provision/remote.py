@@ -101,17 +101,19 @@ class Remote:
         return result
 
     def write_file(self, step: str, path: str, content: bytes, mode: int, owner: str = "root",
-                   group: str | None = None) -> None:
-        """Write a file atomically: upload to a temporary name in the same directory with its
-        final mode and owner, then rename over the target, so no reader ever sees half a file
-        and a secret is never world-readable, not even for a moment."""
-        directory = posixpath.dirname(path)
-        temporary = posixpath.join(directory, f".{posixpath.basename(path)}.provision-{os.getpid()}-{time.monotonic_ns()}")
+                   group: str | None = None, staging_dir: str | None = None) -> None:
+        """Write a file atomically: a private temporary file (created exclusively, umask 077)
+        gets the content, its final mode and owner, and is renamed over the target, so no reader
+        ever sees half a file and a secret is never world-readable, not even for a moment. A
+        rename replaces a symbolic link at the target instead of following it. `staging_dir`
+        (a root-only directory on the same filesystem) keeps the temporary file out of a
+        directory another user can write to."""
+        directory = staging_dir or posixpath.dirname(path)
         group = group or owner
-        # umask 077 first: the file is created private, then given its final mode before the rename.
-        prepare = (f"umask 077 && cat > {shlex.quote(temporary)} && chown {shlex.quote(owner)}:{shlex.quote(group)} "
-                   f"{shlex.quote(temporary)} && chmod {mode:o} {shlex.quote(temporary)} && "
-                   f"mv -f {shlex.quote(temporary)} {shlex.quote(path)}")
+        q = shlex.quote
+        template = q(posixpath.join(directory, f".{posixpath.basename(path)}.provision.XXXXXXXX"))
+        prepare = (f"umask 077 && t=$(mktemp {template}) && cat > \"$t\" && chown {q(owner)}:{q(group)} \"$t\" && "
+                   f"chmod {mode:o} \"$t\" && mv -Tf \"$t\" {q(path)} || {{ rm -f \"$t\"; exit 1; }}")
         if len(content) < 256 * 1024:
             try:
                 text = content.decode()
@@ -120,7 +122,6 @@ class Remote:
             if text is not None:
                 result = self.run(prepare, stdin=text)
                 if not result.ok:
-                    self.run(f"rm -f {shlex.quote(temporary)}")
                     raise HostError(self.name, step, f"write {path}", result.stderr, result.exit_code)
                 return
         self.upload(step, io.BytesIO(content), path, mode, owner, group)
@@ -128,16 +129,27 @@ class Remote:
     def upload(self, step: str, local, path: str, mode: int, owner: str = "root", group: str | None = None) -> None:
         """Upload a local file (path or file object) atomically, over SFTP."""
         group = group or owner
-        staging = f"/tmp/.provision-upload-{os.getpid()}-{time.monotonic_ns()}"
+        # SFTP creates files with the server's default mode, so the upload goes into a
+        # directory only the SSH user can enter, made private before anything is in it.
+        staging_dir = f"/tmp/.provision-upload-{os.getpid()}-{time.monotonic_ns()}"
+        staging = posixpath.join(staging_dir, "file")
+        q = shlex.quote
         try:
+            sftp = self.connection.sftp()
+            sftp.mkdir(staging_dir, mode=0o700)
+            sftp.chmod(staging_dir, 0o700)
             self.connection.put(local, staging)
         except OSError as error:
+            self.run(f"rm -rf {q(staging_dir)}")
             raise HostError(self.name, step, f"sftp put {path}", str(error)) from None
         directory = posixpath.dirname(path)
-        temporary = posixpath.join(directory, f".{posixpath.basename(path)}.provision-{os.getpid()}")
-        self.check(step, f"chmod 600 {shlex.quote(staging)} && mv -f {shlex.quote(staging)} {shlex.quote(temporary)} && "
-                         f"chown {shlex.quote(owner)}:{shlex.quote(group)} {shlex.quote(temporary)} && "
-                         f"chmod {mode:o} {shlex.quote(temporary)} && mv -f {shlex.quote(temporary)} {shlex.quote(path)}")
+        template = q(posixpath.join(directory, f".{posixpath.basename(path)}.provision.XXXXXXXX"))
+        try:
+            self.check(step, f"umask 077 && t=$(mktemp {template}) && cat {q(staging)} > \"$t\" && "
+                             f"chown {q(owner)}:{q(group)} \"$t\" && chmod {mode:o} \"$t\" && mv -Tf \"$t\" {q(path)} "
+                             f"|| {{ rm -f \"$t\"; exit 1; }}")
+        finally:
+            self.run(f"rm -rf {q(staging_dir)}")
 
     def download(self, step: str, path: str, local) -> None:
         """Fetch a file over SFTP. SFTP runs as the SSH user, not through sudo, so for a sudo

@@ -38,15 +38,15 @@ class FakeRemote:
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None) -> CommandResult:
         self.commands.append(command)
         self.stdins.append(stdin)
-        state = re.fullmatch(r"test -f (\S+) && sha256sum \S+ && stat -c '%a %U %G' \S+", command)
+        state = re.search(r"test -f (\S+) \|\| exit 3; sha256sum \S+ && stat -c '%a %U %G' \S+$", command)
         if state:
             path = shlex.split(state.group(1))[0]
             found = self.files.get(path)
             if found is None:
-                return CommandResult(command, 1, "", "")
+                return CommandResult(command, 3, "", "")
             digest = hashlib.sha256(found.content.encode()).hexdigest()
             return CommandResult(command, 0, f"{digest}  {path}\n{found.mode:o} {found.owner} {found.group}\n", "")
-        read = re.fullmatch(r"if test -e (\S+); then cat \S+; else exit 3; fi", command)
+        read = re.search(r"if test -e (\S+); then cat \S+; else exit 3; fi$", command)
         if read:
             found = self.files.get(shlex.split(read.group(1))[0])
             return CommandResult(command, 0, found.content, "") if found else CommandResult(command, 3, "", "")
@@ -62,7 +62,7 @@ class FakeRemote:
         return result
 
     def write_file(self, step: str, path: str, content: bytes, mode: int, owner: str = "root",
-                   group: str | None = None) -> None:
+                   group: str | None = None, staging_dir: str | None = None) -> None:
         self.written.append(path)
         self.files[path] = FakeFile(content.decode(), mode, owner, group or owner)
 

@@ -47,6 +47,7 @@ class Row:
     check: bool = False
     sent: tuple[str, ...] = ()                     # regexes, each matching a later command than the one before
     never_sent: tuple[str, ...] = ()
+    on_stdin: tuple[str, ...] = ()                 # regexes some command's stdin must match
     written: dict = field(default_factory=dict)    # path → (mode, owner) written
 
 
@@ -75,7 +76,7 @@ ROWS = [
         never_sent=(r"useradd", r"mkdir")),
     Row("layout writes the start guard and its password root-only, in a root-only directory",
         lambda run, plan: system.layout(run),
-        sent=(r"mkdir -p /app/redis/boot && chown root:root /app/redis/boot && chmod 700 /app/redis/boot",),
+        sent=(r"mkdir -p /app/redis/boot && chown -h root:root /app/redis/boot && chmod 700 /app/redis/boot",),
         written={"/app/redis/boot/start-redis": (0o700, "root"), "/app/redis/boot/sentinel.auth": (0o600, "root")}),
     Row("a stopped node of a new group starts through start-redis, told its master",
         lambda run, plan: node.ensure_running(run, run.host_plan.nodes[0], ConfigOutcome(True, None, (), ()), False,
@@ -100,8 +101,9 @@ ROWS = [
         lambda run, plan: sentinel.ensure_running(run, SentinelOutcome((), ("mymaster",), False),
                                                   {"mymaster": "10.77.0.11"}),
         answers=(SENTINEL_RUNNING, (r"SENTINEL", "OK\n", 0)),
-        sent=(r"SENTINEL MONITOR mymaster 10.77.0.11 6379 2$", r"SENTINEL SET mymaster auth-user sentinel"),
-        never_sent=(r"runuser .*redis-sentinel",)),
+        sent=(r"SENTINEL MONITOR mymaster 10.77.0.11 6379 2$",),
+        on_stdin=(r'^\S+\n"SENTINEL" "SET" "mymaster" "auth-user" "sentinel" "auth-pass" "sentinel-password-1"',),
+        never_sent=(r"runuser .*redis-sentinel", r"SENTINEL SET")),
 ]
 
 
@@ -128,6 +130,8 @@ def test_step_sends_exactly_what_its_row_says(row, lab_like_plan):
     for pattern in row.never_sent:
         assert not any(re.search(pattern, command) for command in fake.commands), \
             f"{pattern!r} was sent:\n" + "\n".join(fake.commands)
+    for pattern in row.on_stdin:
+        assert any(stdin and re.search(pattern, stdin) for stdin in fake.stdins), fake.stdins
     for path, (mode, owner) in row.written.items():
         assert path in fake.written and (fake.files[path].mode, fake.files[path].owner) == (mode, owner), fake.files
     if row.check:
@@ -135,12 +139,11 @@ def test_step_sends_exactly_what_its_row_says(row, lab_like_plan):
 
 
 def test_no_step_command_carries_a_password(lab_like_plan):
+    """Passwords travel on stdin only (the commands become argv of sh and redis-cli on the host),
+    also when a new group's sentinel gets its auth-pass."""
     plan = lab_like_plan
-    """Passwords travel on stdin only (the commands become argv of sh and redis-cli on the host)."""
     passwords = [user.password.value for user in plan.inventory.acl.all_users]
     for row in ROWS:
-        if row.behaviour.startswith("a sentinel learns"):
-            continue   # SENTINEL SET auth-pass still passes its password in argv: the security issue's item 1
         fake, _ = _run_row(row, plan)
         leaked = [command for command in fake.commands if any(password in command for password in passwords)]
         assert leaked == [], (row.behaviour, leaked)
@@ -156,3 +159,15 @@ def test_ensure_file_leaves_an_identical_file_alone_and_replaces_a_different_one
     assert primitives.ensure_file(run, "/etc/x.conf", "a = 2\n", 0o640, "redis", "redis") is True
     assert fake.written == ["/etc/x.conf"] and fake.files["/etc/x.conf"].content == "a = 2\n"
     assert [change.action for change in run.changes] == ["write /etc/x.conf"]
+
+
+def test_a_password_change_goes_live_with_the_password_on_stdin_only(lab_like_plan):
+    """CONFIG SET masterauth after a rotation: the command travels on stdin, after the login."""
+    from provision.steps import node as node_step
+    host_plan = lab_like_plan.host_plan("lab2")
+    fake = FakeRemote(host_plan.host, answers=[(r".", "OK\n", 0)])
+    run = HostRun(fake, lab_like_plan, host_plan, RunOptions(), lambda _: None)
+    refused = node_step._apply_live(run, host_plan.nodes[0], (("masterauth",),))
+    assert refused == []
+    assert not any("replication-password-1" in command for command in fake.commands), fake.commands
+    assert any(stdin and stdin.endswith('"CONFIG" "SET" "masterauth" "replication-password-1"\n') for stdin in fake.stdins)

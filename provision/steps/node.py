@@ -84,7 +84,8 @@ def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...])
         directive = wanted[key]
         value = " ".join(directive.values)
         result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port,
-                               ["CONFIG", "SET", key[0], value], user=run.plan.inventory.acl.admin)
+                               ["CONFIG", "SET", key[0], value], user=run.plan.inventory.acl.admin,
+                               secret_args=directives.redis_info(key).secret)
         if rediscli.reply_error(result):
             refused.append(key)
         else:

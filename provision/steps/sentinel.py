@@ -86,7 +86,7 @@ def configure(run: HostRun, master_addresses: dict[str, str]) -> SentinelOutcome
 
 def _sentinel(run: HostRun, args: list[str]) -> str:
     host = run.host_plan.host
-    result = rediscli.sentinel_call(run.remote, run.plan, host, args)
+    result = rediscli.sentinel_call(run.remote, run.plan, host, args, secret_args="auth-pass" in args)
     error = rediscli.reply_error(result)
     if error:
         shown = args[:3] + (["<secret>"] if "auth-pass" in args else args[3:])

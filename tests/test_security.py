@@ -1,0 +1,74 @@
+"""Security properties proven without the lab: the host-side commands run in a real local shell
+on a real file system (a symlink planted where the redis user could plant one), and inventory
+values that would inject into a config file, a template or a shell are refused."""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from provision import inventory, plan as planner, primitives
+from provision.errors import HostError
+from provision.hostrun import HostRun, RunOptions
+from provision.remote import CommandResult, Remote
+from tests.test_inventory import ENVIRONMENT, base, write
+
+
+class LocalRemote(Remote):
+    """Remote's own commands (write_file, check), run by a local shell instead of over SSH."""
+
+    def __init__(self, host):
+        super().__init__(host, connection=None)
+
+    def run(self, command: str, stdin: str | None = None, timeout: float | None = None) -> CommandResult:
+        done = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, text=True, timeout=30)
+        return CommandResult(command, done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def local_run(tmp_path):
+    install = tmp_path / "app"
+    for sub in ("conf", "data", "boot"):
+        (install / sub).mkdir(parents=True)
+    document = base()
+    document["redis"]["install_dir"] = str(install)
+    plan = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    host_plan = plan.host_plan("a")
+    return HostRun(LocalRemote(host_plan.host), plan, host_plan, RunOptions(), lambda _: None)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to root needs root")
+def test_root_never_follows_a_symlink_planted_in_a_redis_owned_directory(local_run, tmp_path):
+    install = tmp_path / "app"
+    protected_dir = tmp_path / "root-dir"
+    protected_dir.mkdir(mode=0o755)
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:$6$secret\n")
+    shadow.chmod(0o600)
+    (install / "data" / "6379").symlink_to(protected_dir)
+    conf = install / "conf" / "redis-6379.conf"
+    conf.symlink_to(shadow)
+
+    with pytest.raises(HostError, match="symbolic link"):
+        primitives.ensure_dirs(local_run, [(str(install / "data" / "6379"), 0o750, "root")])
+    with pytest.raises(HostError, match="symbolic link"):
+        primitives.read_file(local_run, str(conf))
+    with pytest.raises(HostError, match="symbolic link"):
+        primitives.ensure_file(local_run, str(conf), "port 6379\n", 0o640, "root", "root")
+    assert stat.S_IMODE(protected_dir.stat().st_mode) == 0o755
+    assert stat.S_IMODE(shadow.stat().st_mode) == 0o600 and shadow.read_text() == "root:$6$secret\n"
+
+
+def test_an_atomic_write_replaces_a_symlink_instead_of_writing_through_it(local_run, tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("untouched\n")
+    link = tmp_path / "app" / "conf" / "users.acl"
+    link.symlink_to(target)
+    local_run.remote.write_file("test", str(link), b"user default off\n", 0o600, str(os.geteuid()),
+                                str(os.getegid()), staging_dir=str(tmp_path / "app" / "boot"))
+    assert not link.is_symlink() and link.read_text() == "user default off\n"
+    assert stat.S_IMODE(link.stat().st_mode) == 0o600
+    assert target.read_text() == "untouched\n"
+    assert list((tmp_path / "app" / "boot").iterdir()) == []      # no temporary file left behind
