@@ -46,6 +46,10 @@ REDIS = (
     DirectiveInfo("requirepass", "user", secret=True, reserved=True),
     DirectiveInfo("user", "user", reserved=True), DirectiveInfo("include", "user", "restart", reserved=True),
     DirectiveInfo("rename-command", "user", "restart", reserved=True),
+    # Old names of settings the tool owns, and modules (code loaded into Redis): refused in settings.
+    *(DirectiveInfo(name, "user", "restart", reserved=True) for name in (
+        "min-slaves-to-write", "min-slaves-max-lag", "slave-announce-ip", "slave-announce-port",
+        "replica-announce-port", "loadmodule", "masterauth-user")),
     DirectiveInfo("databases", "user", "restart"), DirectiveInfo("io-threads", "user", "restart"),
     DirectiveInfo("unixsocket", "user", "restart"),
 )

@@ -220,7 +220,9 @@ def _inject(plan: Plan, connection, host_name: str, port: int, mode: str, second
                                   f">/dev/null 2>&1 &")
     elif mode == "partition":
         address = plan.inventory.host(host_name).data_address
-        device = connection.check("drill", f"ip -o addr show | awk '$4 ~ /^{address}\\// {{print $2}}'").stdout.strip()
+        prefix = shlex.quote(address + "/")
+        device = connection.check("drill", f"ip -o addr show | awk -v p={prefix} 'index($4, p) == 1 {{print $2}}'"
+                                  ).stdout.strip()
         if not device:
             raise ProvisionError(f"{host_name}: no interface carries {address}")
         connection.check("drill", f"nohup sh -c 'ip link set dev {shlex.quote(device)} down; sleep {seconds:.0f}; "

@@ -27,7 +27,10 @@ class HostFacts:
 
     @property
     def platform(self) -> str:
-        return f"{self.os_id}-{self.os_version}-{self.arch}"
+        """OS id, version and arch as the host reports them, reduced to a closed character set:
+        the key becomes part of a path in the controller's artifact cache."""
+        raw = f"{self.os_id}-{self.os_version}-{self.arch}"
+        return re.sub(r"[^A-Za-z0-9._-]", "_", raw).lstrip(".") or "unknown"
 
 
 BUILD_TOOLS = ("make", "gcc", "tar", "sha256sum")

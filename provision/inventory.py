@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,16 @@ VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SIZE_PATTERN = re.compile(r"^\d+(b|kb|mb|gb|k|m|g)?$", re.I)
 THP_MODES = ("never", "madvise", "always")
+ACL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
+HOSTNAME_PATTERN = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+PATH_PATTERN = re.compile(r"/[A-Za-z0-9._/-]*")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# Printable ASCII without whitespace, quotes or backslash: a password goes into redis.conf and
+# sentinel.conf (masterauth, auth-pass), where Redis's quoting would otherwise change it.
+PASSWORD_PATTERN = re.compile(r"[!#-&(-\[\]-~]{12,256}")
+# ACL rule words that set a password or enable, disable or reset a user: the tool's alone.
+ACL_TOOL_WORDS = {"on", "off", "nopass", "resetpass", "reset"}
+MIN_VERSION = (6, 2)     # ACL channel rules (&pattern, resetchannels) and sentinel-user/pass
 MAXMEMORY_POLICIES = ("noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
                       "volatile-lfu", "volatile-random", "volatile-ttl")
 
@@ -191,37 +202,103 @@ class _Problems:
         self.items.append(f"{where}: {dotted}: {message}")
 
 
-def _to_data(node: yaml.Node, key_path: tuple, lines: dict, duplicates: list) -> Any:
+MAX_INVENTORY_BYTES = 1024 * 1024
+MAX_NODES = 20_000           # an inventory of hundreds of hosts has a few thousand
+MAX_DEPTH = 32
+
+
+class _Budget:
+    """Bounds the walk: YAML aliases can expand a small file into billions of nodes."""
+
+    def __init__(self, path: str):
+        self.path, self.nodes = path, 0
+
+    def take(self, node: yaml.Node, depth: int) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise InventoryError([f"{self.path}:{node.start_mark.line + 1}: more than {MAX_NODES} values (YAML "
+                                  "aliases expanding?); an inventory is refused beyond that"])
+        if depth > MAX_DEPTH:
+            raise InventoryError([f"{self.path}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} deep"])
+
+
+_CONSTRUCTOR = yaml.SafeLoader("")
+_COLLECTION_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+
+
+def _scalar(node: yaml.Node, path: str) -> Any:
+    """A scalar as the safe loader reads it; an unknown tag (!vault, !!python/…) is a problem at
+    its line, not a traceback."""
+    try:
+        return _CONSTRUCTOR.construct_object(node)
+    except yaml.YAMLError as error:
+        raise InventoryError([f"{path}:{node.start_mark.line + 1}: cannot read this value: "
+                              f"{getattr(error, 'problem', None) or error}"]) from None
+
+
+def _check_tag(node: yaml.Node, path: str) -> None:
+    wanted = _COLLECTION_TAGS.get(type(node))
+    if wanted and node.tag != wanted:
+        raise InventoryError([f"{path}:{node.start_mark.line + 1}: cannot read this value: unknown tag {node.tag!r}"])
+
+
+def _to_data(node: yaml.Node, key_path: tuple, lines: dict, duplicates: list, budget: _Budget,
+             depth: int = 0) -> Any:
+    budget.take(node, depth)
+    _check_tag(node, budget.path)
     lines.setdefault(key_path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) \
-                else yaml.SafeLoader.construct_scalar(yaml.SafeLoader(""), key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise InventoryError([f"{budget.path}:{key_node.start_mark.line + 1}: a key must be a plain "
+                                      "name, not a list or mapping"])
+            key = _scalar(key_node, budget.path)
+            if isinstance(key, (list, dict)) or key is None:
+                raise InventoryError([f"{budget.path}:{key_node.start_mark.line + 1}: a key must be a plain name"])
             if key in result:
                 duplicates.append((key_path + (key,), key_node.start_mark.line + 1))
             lines[key_path + (key,)] = key_node.start_mark.line + 1
-            result[key] = _to_data(value_node, key_path + (key,), lines, duplicates)
+            result[key] = _to_data(value_node, key_path + (key,), lines, duplicates, budget, depth + 1)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_to_data(item, key_path + (index,), lines, duplicates)
+        return [_to_data(item, key_path + (index,), lines, duplicates, budget, depth + 1)
                 for index, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+    return _scalar(node, budget.path)
+
+
+def _line_of(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
 
 
 def _parse_yaml(path: str, text: str) -> tuple[Any, dict, list]:
+    control = re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", text)
+    if control:
+        raise InventoryError([f"{path}:{_line_of(text, control.start())}: control character "
+                              f"{control.group()!r} in the file; an inventory is plain text"])
+    depth = 0
+    for index, character in enumerate(text):   # the parser recurses per level: bound it first
+        depth += 1 if character in "[{" else -1 if character in "]}" else 0
+        if depth > MAX_DEPTH:
+            raise InventoryError([f"{path}:{_line_of(text, index)}: nested more than {MAX_DEPTH} deep"])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
+        # An unclosed quote or bracket is reported where it was opened (the context), not at
+        # the end of the file where the parser gave up.
+        mark = getattr(error, "context_mark", None) or getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
-        raise InventoryError([f"{where}: not valid YAML: {getattr(error, 'problem', error)}"]) from None
+        context = getattr(error, "context", None)
+        problem = getattr(error, "problem", None) or error
+        raise InventoryError([f"{where}: not valid YAML: {context + ': ' if context else ''}{problem}"]) from None
+    except RecursionError:
+        raise InventoryError([f"{path}: nested too deep to be an inventory"]) from None
     if node is None:
         raise InventoryError([f"{path}: the file is empty; expected a mapping with hosts, redis, groups, "
                               "sentinels and acl"])
     lines: dict = {}
     duplicates: list = []
-    data = _to_data(node, (), lines, duplicates)
+    data = _to_data(node, (), lines, duplicates, _Budget(path))
     return data, lines, duplicates
 
 
@@ -287,6 +364,32 @@ def _type_name(value: Any) -> str:
 
 # --- sections -----------------------------------------------------------------------------
 
+def address_problem(value: str, must_be_ip: bool = False) -> str | None:
+    """Why `value` is not an IP address (or, unless must_be_ip, a host name); None if it is."""
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9.]+", value):
+        return f"{value!r} is not a valid IPv4 address"
+    if must_be_ip:
+        return f"expected an IP address (Redis binds to it and Sentinel announces it), got {value!r}"
+    if ":" in value:
+        return f"expected an address or host name without a port (use the port key), got {value!r}"
+    if not HOSTNAME_PATTERN.fullmatch(value):
+        return f"expected an IP address or host name (letters, digits, '-' and '.'), got {value!r}"
+    return None
+
+
+def path_problem(value: str) -> str | None:
+    """Why `value` is not a plain absolute path (it reaches root's shell and config files)."""
+    if not PATH_PATTERN.fullmatch(value) or "/../" in value + "/" or "//" in value:
+        return (f"expected an absolute directory: letters, digits, '.', '_', '-' and '/', without '..', "
+                f"got {value!r}")
+    return None
+
+
 def _read_hosts(problems: _Problems, data: Any) -> tuple[Host, ...]:
     hosts = []
     if not isinstance(data, dict) or not data:
@@ -296,7 +399,7 @@ def _read_hosts(problems: _Problems, data: Any) -> tuple[Host, ...]:
     seen_data: dict[str, str] = {}
     for name, spec in data.items():
         key_path = ("hosts", name)
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             problems.add(key_path, "host names are letters, digits, '-', '_' and '.'")
             continue
         section = _Section(problems, key_path, spec, "address, user, port, key, sudo, data_address")
@@ -309,6 +412,14 @@ def _read_hosts(problems: _Problems, data: Any) -> tuple[Host, ...]:
         section.finish()
         if address is None:
             continue
+        for field_name, value, must_be_ip in (("address", address, False), ("data_address", data_address, True)):
+            problem = address_problem(value, must_be_ip) if isinstance(value, str) else None
+            if problem:
+                problems.add(key_path + (field_name,), problem)
+        if user is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+            problems.add(key_path + ("user",), f"expected a login name, got {user!r}")
+        if key is not None and CONTROL_CHARACTERS.search(key):
+            problems.add(key_path + ("key",), "control characters in a key path")
         if (address, port) in seen_ssh:
             problems.add(key_path + ("address",),
                          f"{address}:{port} is also the SSH address of host {seen_ssh[(address, port)]!r}")
@@ -327,20 +438,23 @@ def _read_hosts(problems: _Problems, data: Any) -> tuple[Host, ...]:
 def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings | None:
     section = _Section(problems, ("redis",), data, "version, source, install_dir, port…")
     version = section.get("version", str, what='a release such as "7.0.15" (quote it)')
-    if version is not None and not VERSION_PATTERN.match(version):
+    if version is not None and not VERSION_PATTERN.fullmatch(version):
         problems.add(("redis", "version"), f"expected a release such as \"7.0.15\", got {version!r}")
+    elif version is not None and tuple(int(part) for part in version.split(".")[:2]) < MIN_VERSION:
+        problems.add(("redis", "version"), f"{version} is too old: the tool's ACL users (channel rules, the "
+                                           "sentinel's own user) need Redis 6.2 or later")
     source_section = _Section(problems, ("redis", "source"), section.get("source", dict, {}), "url or tarball, and sha256")
     url = source_section.get("url", str, None)
     tarball = source_section.get("tarball", str, None)
     sha256 = source_section.get("sha256", str, what="64 hex digits of the source tarball's sha256")
     source_section.finish()
-    if sha256 is not None and not SHA256_PATTERN.match(sha256):
+    if sha256 is not None and not SHA256_PATTERN.fullmatch(sha256):
         problems.add(("redis", "source", "sha256"),
                      f"expected 64 lowercase hex digits, got {sha256!r} ({len(sha256)} characters)")
     if (url is None) == (tarball is None):
         problems.add(("redis", "source"), "give exactly one of url (downloaded on the host) or tarball "
                                           "(a local file uploaded from this machine)")
-    if url is not None and not re.match(r"^https?://", url):
+    if url is not None and not re.match(r"https?://[^\s]+\Z", url):
         problems.add(("redis", "source", "url"), f"expected an http(s) URL, got {url!r}")
     if tarball is not None:
         tarball_path = Path(os.path.expanduser(tarball))
@@ -350,21 +464,22 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
             problems.add(("redis", "source", "tarball"), f"no such file: {tarball_path}")
         tarball = str(tarball_path)
     install_dir = section.get("install_dir", str, defaults.INSTALL_DIR)
-    if install_dir is not None and (not install_dir.startswith("/") or install_dir.rstrip("/") in ("", "/usr", "/etc")):
-        problems.add(("redis", "install_dir"), f"expected an absolute directory of its own, got {install_dir!r}")
+    if install_dir is not None and (path_problem(install_dir) or install_dir.rstrip("/") in ("", "/usr", "/etc")):
+        problems.add(("redis", "install_dir"), path_problem(install_dir) or
+                     f"expected an absolute directory of its own, got {install_dir!r}")
     port = section.positive_int("port", defaults.REDIS_PORT, maximum=65535)
     sentinel_port = section.positive_int("sentinel_port", defaults.SENTINEL_PORT, maximum=65535)
     if port is not None and port == sentinel_port:
         problems.add(("redis", "sentinel_port"), f"must differ from redis.port ({port})")
     maxmemory = str(section.get("maxmemory", (str, int), defaults.MAXMEMORY))
-    if not SIZE_PATTERN.match(maxmemory):
+    if not SIZE_PATTERN.fullmatch(maxmemory):
         problems.add(("redis", "maxmemory"), f"expected a size such as 0, 256mb or 2gb, got {maxmemory!r}")
     policy = section.get("maxmemory_policy", str, defaults.MAXMEMORY_POLICY)
     if policy not in MAXMEMORY_POLICIES:
         problems.add(("redis", "maxmemory_policy"), f"expected one of {', '.join(MAXMEMORY_POLICIES)}, got {policy!r}")
     appendonly = section.get("appendonly", bool, defaults.APPENDONLY)
     save = section.get("save", str, defaults.SAVE)
-    if save and not re.match(r"^(\d+ \d+)( \d+ \d+)*$", save.strip()):
+    if save and not re.fullmatch(r"(\d+ \d+)( \d+ \d+)*", save.strip()):
         problems.add(("redis", "save"), f'expected pairs of "seconds changes", or "" to disable, got {save!r}')
     if appendonly is False and save is not None and not save.strip():
         problems.add(("redis", "appendonly"), 'appendonly: false with save: "" leaves no persistence: a master that '
@@ -373,7 +488,7 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
     extra = section.get("settings", dict, {})
     extra_settings = []
     for key, value in extra.items():
-        if not isinstance(key, str) or not re.match(r"^[a-z][a-z0-9-]*$", key):
+        if not isinstance(key, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", key):
             problems.add(("redis", "settings", key), "expected a redis.conf directive name (lowercase, dashes)")
             continue
         if key in directives.reserved_settings():
@@ -381,6 +496,10 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
             continue
         if not isinstance(value, (str, int)):
             problems.add(("redis", "settings", key), f"expected a string or number, got {_type_name(value)}")
+            continue
+        if isinstance(value, str) and CONTROL_CHARACTERS.search(value):
+            problems.add(("redis", "settings", key), "a newline or control character would start another "
+                                                     "directive in redis.conf; give one value on one line")
             continue
         text = ("yes" if value else "no") if isinstance(value, bool) else str(value)
         extra_settings.append((key, text))
@@ -403,7 +522,7 @@ def _read_groups(problems: _Problems, data: Any, default_port: int | None) -> tu
     groups = []
     for name, spec in data.items():
         key_path = ("groups", name)
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             problems.add(key_path, "group names are letters, digits, '-', '_' and '.'")
             continue
         section = _Section(problems, key_path, spec, "master, replicas, quorum…")
@@ -471,6 +590,9 @@ def _read_secret(problems: _Problems, key_path: tuple, section: _Section, base_d
     except OSError as error:
         problems.add(key_path + ("password_file",), f"cannot read {path}: {error.strerror}")
         return None
+    except UnicodeDecodeError:
+        problems.add(key_path + ("password_file",), f"{path} is not text (a password file holds one line)")
+        return None
     if not value:
         problems.add(key_path + ("password_file",), f"{path} is empty")
         return None
@@ -478,8 +600,29 @@ def _read_secret(problems: _Problems, key_path: tuple, section: _Section, base_d
 
 
 def _check_password(problems: _Problems, key_path: tuple, secret: Secret | None) -> None:
-    if secret is not None and (len(secret.value) < 12 or re.search(r"\s", secret.value)):
-        problems.add(key_path, f"the password from {secret.origin} must be at least 12 characters with no spaces")
+    if secret is not None and not PASSWORD_PATTERN.fullmatch(secret.value):
+        problems.add(key_path, f"the password from {secret.origin} must be 12 to 256 printable ASCII characters "
+                               "without spaces, quotes or backslashes (it is written into redis.conf)")
+
+
+def _acl_name_problem(name: Any) -> str | None:
+    if not isinstance(name, str) or not ACL_NAME_PATTERN.fullmatch(name):
+        return (f"expected an ACL user name (letters, digits, '_', '.', ':', '@', '-'; no spaces), got {name!r}")
+    return None
+
+
+def acl_rules_problem(rules: str) -> str | None:
+    """Why these rules cannot be given to a user; the words are compared as Redis reads them
+    (case-insensitively)."""
+    if CONTROL_CHARACTERS.search(rules):
+        return "a newline or control character would start another ACL line; give the rules on one line"
+    for word in rules.split():
+        if word[:1] in (">", "<", "#", "!"):
+            return "passwords do not go in rules; use password_env or password_file"
+        if word.lower() in ACL_TOOL_WORDS:
+            return (f"on/off/nopass/resetpass are set by the tool, and reset is refused (got {word!r}); give only "
+                    "key, channel and command rules")
+    return None
 
 
 def _read_acl(problems: _Problems, data: Any, base_dir: Path, environment: dict[str, str]) -> Acl | None:
@@ -492,6 +635,8 @@ def _read_acl(problems: _Problems, data: Any, base_dir: Path, environment: dict[
         role_section = _Section(problems, key_path, section.get(role, dict, what="password_env or password_file"),
                                 "name, password_env or password_file")
         name = role_section.get("name", str, default_name)
+        if name is not None and _acl_name_problem(name):
+            problems.add(key_path + ("name",), _acl_name_problem(name))
         secret = _read_secret(problems, key_path, role_section, base_dir, environment)
         _check_password(problems, key_path, secret)
         role_section.finish()
@@ -504,11 +649,10 @@ def _read_acl(problems: _Problems, data: Any, base_dir: Path, environment: dict[
         secret = _read_secret(problems, key_path, user_section, base_dir, environment)
         _check_password(problems, key_path, secret)
         user_section.finish()
-        if rules is not None and re.search(r"(^|\s)[>#<!]", rules):
-            problems.add(key_path + ("rules",), "passwords do not go in rules; use password_env or password_file")
-        if rules is not None and re.search(r"(^|\s)(on|off|nopass|resetpass)(\s|$)", rules):
-            problems.add(key_path + ("rules",), "on/off/nopass/resetpass are set by the tool; give only key, "
-                                                "channel and command rules")
+        if rules is not None and acl_rules_problem(rules):
+            problems.add(key_path + ("rules",), acl_rules_problem(rules))
+        if _acl_name_problem(name):
+            problems.add(key_path, _acl_name_problem(name))
         if secret is not None and rules is not None:
             users.append(AclUser(name=str(name), password=secret, rules=rules.strip()))
     section.finish()
@@ -537,7 +681,7 @@ def _read_system(problems: _Problems, data: Any) -> System:
     section = _Section(problems, ("system",), data if data is not None else {}, "sysctl, transparent_hugepage")
     sysctl = dict(defaults.SYSCTL)
     for key, value in section.get("sysctl", dict, {}).items():
-        if not isinstance(key, str) or not re.match(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$", key):
+        if not isinstance(key, str) or not re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_-]+)+", key):
             problems.add(("system", "sysctl", key), "expected a dotted sysctl key such as net.core.somaxconn")
         elif not isinstance(value, int) or isinstance(value, bool):
             problems.add(("system", "sysctl", key), f"expected an integer, got {_type_name(value)} {value!r}")
@@ -558,7 +702,14 @@ def _read_controller(problems: _Problems, data: Any) -> Controller:
     namespace = section.get("network_namespace", str, None)
     parallel = section.positive_int("parallel", defaults.PARALLEL, maximum=256)
     timeout = section.get("connect_timeout", (int, float), defaults.CONNECT_TIMEOUT)
+    if timeout is not None and not 0 < timeout <= 600:
+        problems.add(("controller", "connect_timeout"), f"expected seconds above 0 and at most 600, got {timeout!r}")
+        timeout = defaults.CONNECT_TIMEOUT
     known_hosts = section.get("known_hosts", str, defaults.KNOWN_HOSTS)
+    # YAML reads an unquoted yes/no as a boolean; OpenSSH's words mean the same.
+    raw_checking = section.data.get("host_key_checking")
+    if isinstance(raw_checking, bool):
+        section.data["host_key_checking"] = "yes" if raw_checking else "no"
     checking = section.get("host_key_checking", str, defaults.HOST_KEY_CHECKING)
     if checking not in HOST_KEY_CHECKING:
         problems.add(("controller", "host_key_checking"), f"expected one of {', '.join(HOST_KEY_CHECKING)}, got {checking!r}")
@@ -632,9 +783,16 @@ def load(path: str | os.PathLike, environment: dict[str, str] | None = None) -> 
     path = str(path)
     environment = dict(os.environ) if environment is None else environment
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as error:
         raise InventoryError([f"{path}: cannot read the inventory: {error.strerror}"]) from None
+    if len(raw) > MAX_INVENTORY_BYTES:
+        raise InventoryError([f"{path}: {len(raw)} bytes; an inventory is refused above {MAX_INVENTORY_BYTES}"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise InventoryError([f"{path}:{line}: not UTF-8 text (byte {raw[error.start]:#04x})"]) from None
     data, lines, duplicates = _parse_yaml(path, text)
     problems = _Problems(path, lines)
     for key_path, line in duplicates:

@@ -109,7 +109,7 @@ def _build_or_ship(run: HostRun, deploy: Deploy) -> None:
             builder = deploy._failed_builds[platform]
             raise HostError(run.name, "build", f"build on {builder}", f"the build for platform {platform} failed "
                                                                      f"on {builder}; nothing was installed here")
-        if not build.artifact_path(run, run.facts).exists():
+        if not build.is_cached(build.artifact_path(run, run.facts)):
             if run.options.check and platform in deploy._builders:
                 run.begin("build")
                 run.record(f"install Redis binaries built on {deploy._builders[platform]}")

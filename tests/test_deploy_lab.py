@@ -26,7 +26,7 @@ def test_fresh_deploy_builds_once_and_gives_a_healthy_replicated_group(bare_lab,
     builders = [host for host, done in actions.items() if any(a.startswith("build Redis") for a in done)]
     shipped = [host for host, done in actions.items() if any("from the build cache" in a for a in done)]
     assert len(builders) == 1 and sorted(builders + shipped) == ["lab1", "lab2", "lab3"], actions
-    assert len(list(artifact_dir.iterdir())) == 1
+    assert len(list(artifact_dir.glob("*.tar.gz"))) == 1 and len(list(artifact_dir.glob("*.sha256"))) == 1
 
     assert client(lab_inventory, "lab1").info("replication")["role"] == "master"
     for replica in ("lab2", "lab3"):

@@ -129,6 +129,38 @@ BAD = [
      "host 'b' already serves group 'mymaster' on port 6379"),
     ("group port is sentinel port", mutate(("groups", "mymaster", "port"), 26379), "groups.mymaster.port: 26379 is the Sentinel port"),
     ("controller parallel zero", mutate(("controller",), {"parallel": 0}), "controller.parallel: expected an integer of at least 1"),
+    # Injection into config files, templates and shells (each reaches one of them).
+    ("rules that enable any password, in capitals", mutate(("acl", "users", "app", "rules"), "~* &* +@all NOPASS"),
+     "acl.users.app.rules: on/off/nopass/resetpass are set by the tool"),
+    ("rules with a newline and a second user", mutate(("acl", "users", "app", "rules"), "+get\nuser backdoor ON NOPASS ~* &* +@all"),
+     "acl.users.app.rules: a newline or control character would start another ACL line"),
+    ("rules with reset", mutate(("acl", "users", "app", "rules"), "reset ~* +@all"), "acl.users.app.rules: on/off/nopass/resetpass"),
+    ("user name with rules in it", lambda d: (d["acl"]["users"].__setitem__("evil on nopass ~* &* +@all",
+                                                                            {"password_env": "PP", "rules": "+get"}), d)[1],
+     "expected an ACL user name"),
+    ("built-in user name with a space", mutate(("acl", "admin", "name"), "ad min"), "acl.admin.name: expected an ACL user name"),
+    ("setting value with a newline", mutate(("redis", "settings"), {"maxclients": '1000\nrename-command CONFIG ""'}),
+     "redis.settings.maxclients: a newline or control character would start another directive"),
+    ("data address with a newline", mutate(("hosts", "a", "data_address"), "10.0.0.1\nloadmodule /tmp/x.so"),
+     "hosts.a.data_address: expected an IP address"),
+    ("data address that is a name", mutate(("hosts", "a", "data_address"), "redis-a.example"),
+     "hosts.a.data_address: expected an IP address (Redis binds to it"),
+    ("install dir with a command substitution", mutate(("redis", "install_dir"), "/app/r$(touch /tmp/pwned)"),
+     "redis.install_dir: expected an absolute directory: letters"),
+    ("install dir with ..", mutate(("redis", "install_dir"), "/app/../etc/redis"), "redis.install_dir: expected an absolute directory"),
+    ("group name ending in a newline", lambda d: (d["groups"].__setitem__("mymaster\n", d["groups"].pop("mymaster")), d)[1],
+     "group names are letters"),
+    ("sysctl key ending in a newline", mutate(("system",), {"sysctl": {"net.core.somaxconn\n": 1024}}),
+     "expected a dotted sysctl key"),
+    ("version ending in a newline", mutate(("redis", "version"), "7.0.15\n"), "redis.version: expected a release"),
+    ("sha256 ending in a newline", mutate(("redis", "source", "sha256"), SHA + "\n"), "redis.source.sha256"),
+    ("address out of range", mutate(("hosts", "a", "address"), "192.0.2.300"), "hosts.a.address: '192.0.2.300' is not a valid IPv4"),
+    ("address with a port", mutate(("hosts", "a", "address"), "redis-a.example:2222"), "hosts.a.address: expected an address or host name without a port"),
+    ("address that is an ssh option", mutate(("hosts", "a", "address"), "-oProxyCommand=sh"), "hosts.a.address: expected an IP address or host name"),
+    ("loadmodule in settings", mutate(("redis", "settings"), {"loadmodule": "/tmp/evil.so"}), "redis.settings.loadmodule: loadmodule is managed by the tool"),
+    ("old alias of an owned setting", mutate(("redis", "settings"), {"min-slaves-to-write": 0}), "redis.settings.min-slaves-to-write: min-slaves-to-write is managed"),
+    ("version without ACL channel rules", mutate(("redis", "version"), "5.0.5"), "redis.version: 5.0.5 is too old"),
+    ("negative connect timeout", mutate(("controller",), {"connect_timeout": -1}), "controller.connect_timeout: expected seconds above 0"),
 ]
 
 
@@ -225,3 +257,60 @@ def test_explicit_zero_min_replicas_allows_any_lag(tmp_path):
     document = base()
     document["groups"]["mymaster"].update(min_replicas_to_write=0, min_replicas_max_lag=60)
     assert inventory.load(write(tmp_path, document), ENVIRONMENT).groups[0].min_replicas_to_write == 0
+
+
+@pytest.mark.parametrize("password, accepted", [
+    ("a-long-password-1", True), ('has"quote-inside1', False), ("'quoted-password1'", False),
+    ("back\\slash-password", False), ("short1", False), ("with space password", False)])
+def test_passwords_that_redis_conf_would_change_are_refused(tmp_path, password, accepted):
+    environment = {**ENVIRONMENT, "PR": password}
+    path = write(tmp_path, base())
+    if accepted:
+        assert inventory.load(path, environment).acl.replication.password.value == password
+    else:
+        with pytest.raises(InventoryError, match="acl.replication: the password from .PR must be 12 to 256 printable"):
+            inventory.load(path, environment)
+
+
+def test_unquoted_no_for_host_key_checking_means_no(tmp_path):
+    document = base()
+    document["controller"] = {"host_key_checking": False}      # what an unquoted `no` becomes in YAML
+    assert inventory.load(write(tmp_path, document), ENVIRONMENT).controller.host_key_checking == "no"
+
+
+def test_binary_password_file_is_a_problem_not_a_traceback(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(bytes(range(256)))
+    document = base()
+    document["acl"]["admin"] = {"password_file": str(secret)}
+    assert any("acl.admin.password_file: " in problem and "is not text" in problem
+               for problem in problems_of(tmp_path, document))
+
+
+HOSTILE_YAML = [
+    ("alias bomb", "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(9)),
+     "aliases expanding"),
+    ("not utf-8", b"hosts:\n  a: {address: \xff\xfe}\n", ":2: not UTF-8"),
+    ("complex key", "hosts:\n  ? [a, b]\n  : {address: 10.0.0.1}\n", ":2: a key must be a plain name"),
+    ("unknown tag", "hosts:\n  a: {address: !vault 10.0.0.1}\n", ":2: cannot read this value"),
+    ("python tag", "hosts: !!python/object/apply:os.system [true]\n", ":1: cannot read this value"),
+    ("deep nesting", "a: " + "[" * 5000 + "]" * 5000 + "\n", "nested"),
+    ("nul byte", "hosts:\n  a: {address: 10.0.0.1}\nredis:\x00\n", ":3: control character"),
+    ("unclosed quote", 'hosts:\n  a: {address: "10.0.0.1}\nredis:\n  version: "7.0.15"\n' + "x: 1\n" * 20, ":2: not valid YAML"),
+    ("huge file", "# " + "x" * (2 * 1024 * 1024) + "\n", "bytes; an inventory is refused above"),
+]
+
+
+@pytest.mark.parametrize("label, text, expected", HOSTILE_YAML, ids=[case[0] for case in HOSTILE_YAML])
+def test_hostile_yaml_is_a_clear_problem_within_a_second(tmp_path, label, text, expected):
+    import time
+    path = tmp_path / "inv.yml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    started = time.monotonic()
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(str(path), ENVIRONMENT)
+    assert time.monotonic() - started < 1.0
+    problems = caught.value.problems
+    assert any(problem.startswith(str(path)) and expected in problem for problem in problems), problems

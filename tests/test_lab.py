@@ -40,7 +40,7 @@ def test_hosts_reach_each_other_on_private_addresses_and_nothing_else(connection
         assert "default" not in routes, f"{name} has a way out of the lab: {routes}"
 
 
-def test_overcommit_write_on_one_host_changes_no_other_host_nor_the_machine(connections):
+def test_overcommit_write_on_one_host_changes_no_other_host_nor_the_machine(bare_lab, connections):
     machine_before = Path("/proc/sys/vm/overcommit_memory").read_text().strip()
     wanted = "2" if machine_before != "2" else "1"
     connections["lab1"].check("probe", f"sysctl -w vm.overcommit_memory={wanted}")
@@ -52,7 +52,7 @@ def test_overcommit_write_on_one_host_changes_no_other_host_nor_the_machine(conn
         connections["lab1"].check("probe", f"sysctl -w vm.overcommit_memory={machine_before}")
 
 
-def test_thp_write_on_one_host_changes_no_other_host_nor_the_machine(connections):
+def test_thp_write_on_one_host_changes_no_other_host_nor_the_machine(bare_lab, connections):
     machine_before = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
     connections["lab2"].check("probe", "echo never > /sys/kernel/mm/transparent_hugepage/enabled")
     assert connections["lab2"].check("probe", "cat /sys/kernel/mm/transparent_hugepage/enabled").stdout.strip() == "never"
@@ -72,7 +72,7 @@ def test_other_kernel_knobs_are_refused_on_a_host(connections):
     assert not result.ok
 
 
-def test_restart_keeps_files_and_runs_rc_local_again(lab_paths, lab_inventory):
+def test_restart_keeps_files_and_runs_rc_local_again(bare_lab, lab_paths, lab_inventory):
     from provision import remote
     host = lab_inventory.host("lab3")
     connection = remote.connect_for(host, lab_inventory.controller)

@@ -72,3 +72,25 @@ def test_an_atomic_write_replaces_a_symlink_instead_of_writing_through_it(local_
     assert stat.S_IMODE(link.stat().st_mode) == 0o600
     assert target.read_text() == "untouched\n"
     assert list((tmp_path / "app" / "boot").iterdir()) == []      # no temporary file left behind
+
+
+def test_a_hostile_os_release_cannot_steer_the_artifact_cache_path():
+    from provision.facts import HostFacts
+    hostile = HostFacts(os_id="../../../../../tmp/evil", os_version="1", arch="x86_64", init_system="bash",
+                        active_bin=None, installed_version=None, missing_build_tools=(), package_manager=None,
+                        has_redis_user=True)
+    assert "/" not in hostile.platform and not hostile.platform.startswith(".")
+
+
+def test_a_cached_artifact_that_changed_since_its_build_is_refused(local_run, tmp_path):
+    from provision.steps import build
+    artifact = tmp_path / "redis-7.0.15-debian-12-x86_64.tar.gz"
+    artifact.write_bytes(b"binaries as built")
+    build.digest_path(artifact).write_text(build.sha256_of_file(artifact) + "\n")
+    assert build.recorded_digest(local_run, artifact) == build.sha256_of_file(artifact)
+    artifact.write_bytes(b"binaries someone swapped in")
+    with pytest.raises(HostError, match="does not match its recorded sha256"):
+        build.recorded_digest(local_run, artifact)
+    build.digest_path(artifact).unlink()
+    with pytest.raises(HostError, match="has no recorded sha256"):
+        build.recorded_digest(local_run, artifact)

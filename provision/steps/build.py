@@ -86,10 +86,40 @@ def compile_on_host(run: HostRun, facts: HostFacts) -> None:
     artifact.parent.mkdir(parents=True, exist_ok=True)
     remote_artifact = posixpath.join(build_dir, "artifact.tar.gz")
     run.remote.check(run.step, f"tar -czf {q(remote_artifact)} -C {q(layout.version_dir)} .")
+    built_digest = run.remote.check(run.step, f"sha256sum {q(remote_artifact)}").stdout.split()[0]
     partial = artifact.with_suffix(".partial")
     run.remote.download(run.step, remote_artifact, str(partial))
+    if sha256_of_file(partial) != built_digest:
+        partial.unlink()
+        raise HostError(run.name, run.step, f"download {remote_artifact}", "the artifact changed on its way to the "
+                        "controller (sha256 differs from the host's); nothing was cached")
+    digest_path(artifact).write_text(built_digest + "\n")
     partial.rename(artifact)
     run.remote.run(f"rm -rf {q(source_dir)} {q(remote_artifact)} {q(tarball)}")
+
+
+def is_cached(artifact: Path) -> bool:
+    """Built and recorded (an artifact from before checksums were recorded is built again)."""
+    return artifact.exists() and digest_path(artifact).exists()
+
+
+def digest_path(artifact: Path) -> Path:
+    """The sha256 recorded when the artifact was built, beside it in the cache."""
+    return artifact.with_name(artifact.name + ".sha256")
+
+
+def recorded_digest(run: HostRun, artifact: Path) -> str:
+    """The artifact's sha256 as recorded at build time, after checking the file still has it:
+    every receiving host runs these binaries as root."""
+    try:
+        recorded = digest_path(artifact).read_text().strip()
+    except OSError:
+        recorded = ""
+    if not recorded or sha256_of_file(artifact) != recorded:
+        raise HostError(run.name, run.step, f"check {artifact}",
+                        f"the cached artifact {'has no recorded sha256' if not recorded else 'does not match its recorded sha256'}; "
+                        f"delete {artifact} to build it again")
+    return recorded
 
 
 def ship_to_host(run: HostRun, facts: HostFacts) -> None:
@@ -99,10 +129,16 @@ def ship_to_host(run: HostRun, facts: HostFacts) -> None:
     if run.options.check:
         return
     q = shlex.quote
+    digest = recorded_digest(run, artifact)
     staging = run.layout.version_dir + ".partial"
     upload = posixpath.join(run.layout.install_dir, ".artifact.tar.gz")
     run.remote.check(run.step, f"mkdir -p {q(run.layout.install_dir)}/versions")
     run.remote.upload(run.step, str(artifact), upload, 0o600)
+    checked = run.remote.run(f"echo {q(digest + '  ' + upload)} | sha256sum -c --quiet")
+    if not checked.ok:
+        run.remote.run(f"rm -f {q(upload)}")
+        raise HostError(run.name, run.step, f"sha256sum -c {upload}", "the uploaded artifact does not match the sha256 "
+                        f"recorded when it was built; nothing was unpacked. {checked.stdout}{checked.stderr}".strip())
     run.remote.check(run.step, f"rm -rf {q(staging)} && mkdir -p {q(staging)} && tar -xzf {q(upload)} -C {q(staging)} "
                                f"&& rm -f {q(upload)}")
     _activate_staged(run, staging)
