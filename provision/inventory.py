@@ -68,13 +68,17 @@ def secret_masker(inventory: "Inventory") -> Callable[[str], str]:
         values += [user.password.value, password_hash(user.password.value)]
     patterns = [_secret_line_pattern(info.words, info.per_group)
                 for info in (*directives.REDIS, *directives.SENTINEL) if info.secret and info.name != "user"]
+    # ACL `user` lines (users.acl, sentinel.conf, ACL LIST): a >password or #hash word.
+    acl_passwords = re.compile(r"(?<=\s)([>#<])(?:\S+)")
 
     def mask(text: str) -> str:
         for value in values:
             text = text.replace(value, "********")
         for pattern in patterns:
             text = pattern.sub(lambda found: found.group(1) + "********", text)
-        return text
+        return "\n".join(acl_passwords.sub(lambda found: found.group(1) + "********", line)
+                         if re.match(r"[-+ ]?\s*user\s", line, re.IGNORECASE) else line
+                         for line in text.split("\n"))
     return mask
 
 

@@ -170,6 +170,16 @@ def test_secret_masker_hides_any_value_of_a_secret_directive(lab_like_plan):
     assert "maxmemory 1gb" in masked
 
 
+def test_secret_masker_hides_escaped_values_and_acl_passwords_it_never_saw(lab_like_plan):
+    mask = inventory.secret_masker(lab_like_plan.inventory)
+    text = ('masterauth "Repl\\\\Passw0rd-xyz"\n'
+            "+user bob on >an-old-password-9 ~app:* +get\n"
+            "user carol on #0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef ~* +@all")
+    masked = mask(text)
+    assert "Passw0rd" not in masked and "an-old-password-9" not in masked and "0123456789abcdef" not in masked, masked
+    assert "+user bob on >******** ~app:* +get" in masked
+
+
 def test_redis_cli_command_line_never_carries_a_password(lab_like_plan):
     line = rediscli.command_line(lab_like_plan.layout, "10.0.0.1", 6379, ["PING"], lab_like_plan.inventory.acl.admin)
     assert "admin-password-1" not in line and "REDISCLI_AUTH" in line and " -a " not in line

@@ -94,3 +94,39 @@ def test_a_cached_artifact_that_changed_since_its_build_is_refused(local_run, tm
     build.digest_path(artifact).unlink()
     with pytest.raises(HostError, match="has no recorded sha256"):
         build.recorded_digest(local_run, artifact)
+
+
+def test_an_upload_lands_in_a_private_directory_before_it_has_any_content(tmp_path):
+    """SFTP creates files with the server's default mode; the staging directory is made 0700
+    first, so the file is never readable by another user on the host, not even for a moment."""
+    import io
+
+    events = []
+
+    class RecordingSftp:
+        def mkdir(self, path, mode=0o777):
+            events.append(("mkdir", path, mode))
+
+        def chmod(self, path, mode):
+            events.append(("chmod", path, mode))
+
+    class RecordingConnection:
+        def sftp(self):
+            return RecordingSftp()
+
+        def put(self, local, remote_path):
+            events.append(("put", remote_path))
+
+    class Recorded(LocalRemote):
+        def run(self, command, stdin=None, timeout=None):
+            events.append(("run", command))
+            return CommandResult(command, 0, "", "")
+
+    remote = Recorded(inventory.Host("a", "10.0.0.1", "10.0.0.1"))
+    remote.connection = RecordingConnection()
+    remote.upload("test", io.BytesIO(b"artifact"), "/app/redis/.artifact.tar.gz", 0o600)
+    mkdir = next(event for event in events if event[0] == "mkdir")
+    put = next(event for event in events if event[0] == "put")
+    assert mkdir[2] == 0o700 and events.index(mkdir) < events.index(put)
+    assert put[1].startswith(mkdir[1] + "/")
+    assert events[-1] == ("run", f"rm -rf {mkdir[1]}")
