@@ -27,14 +27,17 @@ def wait_for_new_master(plan: Plan, connections: dict[str, Remote], group: Group
     (its host name, seconds since `started`). Sentinels that cannot be reached or answer nothing
     (one on a failed or partitioned host) are left out, as Sentinel's own majority leaves them."""
     old_address = plan.inventory.host(old_master).data_address
+    seen = "nothing"
     while time.monotonic() - started < timeout:
         group_view = next(v for v in status.view(plan, connections) if v.group == group.name)
         answers = {s.master_address for s in group_view.sentinels if s.flags not in ("unreachable", "down")}
         if len(answers) == 1 and None not in answers and old_address not in answers:
             new_host = plan.host_by_data_address(answers.pop())
             return (new_host.name if new_host else "?"), time.monotonic() - started
+        seen = "; ".join(f"sentinel {s.host} names {s.master_address} ({s.flags})" for s in group_view.sentinels)
         time.sleep(interval)
-    raise ProvisionError(f"group {group.name}: no new master agreed by the sentinels after {timeout:.0f}s")
+    raise ProvisionError(f"group {group.name}: no new master (other than {old_master}) agreed by the sentinels after "
+                         f"{timeout:.0f}s; last seen: {seen}")
 
 
 def wait_for_switch(plan: Plan, connections: dict[str, Remote], group: Group, old_master: str, started: float,
