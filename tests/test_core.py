@@ -227,3 +227,18 @@ def test_role_watch_counts_every_poll_that_saw_two_writable_masters():
     assert not accepts_writes({"role": "master", "min_slaves_good_slaves": 0}, 1)   # cut off: NOREPLICAS
     assert accepts_writes({"role": "master", "min_slaves_good_slaves": 1}, 1)
     assert not accepts_writes({"role": "slave"}, 0)
+
+
+def test_lab_shapes_spread_groups_over_hosts_with_a_sentinel_set():
+    from provision.lab.inventory_file import group_layout
+    names = [f"lab{i}" for i in range(1, 31)]
+    groups, sentinels = group_layout(names, 10)
+    assert len(groups) == 10 and sentinels == ["lab1", "lab2", "lab3"]
+    assert groups["group1"] == {**groups["group1"], "master": "lab1", "replicas": ["lab2", "lab3"], "quorum": 2}
+    assert sorted(h for g in groups.values() for h in [g["master"], *g["replicas"]]) == sorted(names)
+    one, every = group_layout(names, 1)
+    assert one["mymaster"]["replicas"] == names[1:] and every == names and one["mymaster"]["quorum"] == 16
+    _, five = group_layout(names, 10, sentinels=5)
+    assert five == names[:5]
+    with pytest.raises(ValueError, match="--groups"):
+        group_layout(names[:3], 4)

@@ -32,10 +32,32 @@ def ensure_secret_files(paths: LabPaths) -> dict[str, Path]:
     return files
 
 
-def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path) -> dict:
+def group_layout(names: list[str], groups: int, sentinels: int | None = None) -> tuple[dict, list[str]]:
+    """The lab's shapes: `groups` replication groups over consecutive runs of hosts (the first of
+    each run its master), and the sentinels on the first hosts: every host for a single group (as
+    the lab always had), 3 for several unless told. Pure, so the shapes are unit tested."""
+    if groups < 1 or groups > len(names):
+        raise ValueError(f"--groups must be between 1 and the number of hosts ({len(names)}), not {groups}")
+    count = sentinels if sentinels is not None else (len(names) if groups == 1 else 3)
+    if not 1 <= count <= len(names):
+        raise ValueError(f"--sentinels must be between 1 and the number of hosts ({len(names)}), not {count}")
+    size, extra = divmod(len(names), groups)
+    layout, start = {}, 0
+    for index in range(groups):
+        members = names[start:start + size + (1 if index < extra else 0)]
+        start += len(members)
+        name = "mymaster" if groups == 1 else f"group{index + 1}"
+        layout[name] = {"master": members[0], "replicas": members[1:], "quorum": count // 2 + 1,
+                        "down_after_milliseconds": 2000, "failover_timeout": 10000, "parallel_syncs": 1,
+                        "min_replicas_to_write": 1 if members[1:] else 0, "min_replicas_max_lag": 1}
+    return layout, names[:count]
+
+
+def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path, groups: int = 1,
+                  sentinels: int | None = None) -> dict:
     secret_files = ensure_secret_files(paths)
     names = [host.name for host in hosts]
-    sentinels = names[:max(3, len(names))] if len(names) >= 3 else names
+    group_specs, sentinel_names = group_layout(names, groups, sentinels)
     return {
         "controller": {"network_namespace": BRIDGE_NAMESPACE, "parallel": 10,
                        "known_hosts": str(paths.cache_dir / "lab_known_hosts")},
@@ -48,11 +70,8 @@ def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path) -> dict:
             "maxmemory": "128mb",
             "maxmemory_policy": "noeviction",
         },
-        "groups": {"mymaster": {"master": names[0], "replicas": names[1:], "quorum": 2,
-                                "down_after_milliseconds": 2000, "failover_timeout": 10000,
-                                "parallel_syncs": 1, "min_replicas_to_write": 1,
-                                "min_replicas_max_lag": 1}},
-        "sentinels": sentinels,
+        "groups": group_specs,
+        "sentinels": sentinel_names,
         "acl": {
             "admin": {"name": "admin", "password_file": str(secret_files["admin"])},
             "replication": {"name": "replicator", "password_file": str(secret_files["replication"])},
@@ -66,9 +85,10 @@ def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path) -> dict:
     }
 
 
-def write_lab_inventory(paths: LabPaths, hosts: list[LabHost], target: Path) -> Path:
+def write_lab_inventory(paths: LabPaths, hosts: list[LabHost], target: Path, groups: int = 1,
+                        sentinels: int | None = None) -> Path:
     tarball = golden.fetch_redis_source(paths)
-    document = lab_inventory(paths, hosts, tarball)
+    document = lab_inventory(paths, hosts, tarball, groups, sentinels)
     header = ("# Written by `invoke lab.up` for the lab hosts it made. Regenerated on every lab.up.\n"
               "# The controller joins network namespace rplab, where the lab's bridge lives.\n")
     target.parent.mkdir(parents=True, exist_ok=True)

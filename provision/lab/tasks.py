@@ -24,17 +24,25 @@ def build(c):
 
 
 @task(help={"hosts": "how many hosts (lab1..labN), default 3",
+            "groups": "replication groups spread over the hosts (default 1)",
+            "sentinels": "how many hosts run a sentinel (default: all for one group, 3 for several)",
             "inventory": "where to write the lab inventory (default inventory/lab.yml)"})
-def up(c, hosts=3, inventory=str(LAB_INVENTORY)):
+def up(c, hosts=3, groups=1, sentinels=None, inventory=str(LAB_INVENTORY)):
     """Bring up N lab hosts (building the golden tree first if needed) and write their inventory."""
     paths = default_paths()
     started = time.monotonic()
+    try:
+        count, group_count = int(hosts), int(groups)
+        sentinel_count = int(sentinels) if sentinels is not None else None
+        inventory_file.group_layout([f"lab{i}" for i in range(1, count + 1)], group_count, sentinel_count)
+    except ValueError as error:
+        raise Exit(f"error: {error}", 2)
     golden.build_golden_tree(paths)
     try:
-        made = lab_hosts.up(paths, int(hosts))
+        made = lab_hosts.up(paths, count)
     except lab_hosts.LabError as error:
         raise Exit(f"lab.up failed: {error}", 1)
-    written = inventory_file.write_lab_inventory(paths, made, Path(inventory))
+    written = inventory_file.write_lab_inventory(paths, made, Path(inventory), group_count, sentinel_count)
     print(f"{len(made)} lab hosts up in {time.monotonic() - started:.2f}s; inventory: {written}")
 
 
