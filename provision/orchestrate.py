@@ -34,6 +34,7 @@ class Deploy:
     options: RunOptions
     runner: Runner
     topology: dict[str, topology.GroupMaster] = field(default_factory=dict)
+    stopped_masters: set[str] = field(default_factory=set)   # groups whose named master is not running
     restart_locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _platform_locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _builders: dict[str, str] = field(default_factory=dict)
@@ -76,6 +77,18 @@ def replicas(deploy: Deploy) -> list[HostRun]:
 
 def running_group_masters(deploy: Deploy) -> list[HostRun]:
     return _hosts_with_node_role(deploy, "running-master")
+
+
+def stopped_group_masters(deploy: Deploy) -> list[HostRun]:
+    return [run for run in deploy.runner.alive()
+            if any(deploy.topology[node.group.name].host.name == run.name for node in run.host_plan.nodes
+                   if node.group.name in deploy.stopped_masters)]
+
+
+def replicas_of_stopped_masters(deploy: Deploy) -> list[HostRun]:
+    return [run for run in deploy.runner.alive()
+            if any(deploy.role_of(node) == "replica" and node.group.name in deploy.stopped_masters
+                   for node in run.host_plan.nodes)]
 
 
 def sentinel_hosts(deploy: Deploy) -> list[HostRun]:
@@ -142,26 +155,47 @@ def discover_topology(deploy: Deploy) -> None:
     for group in deploy.plan.inventory.groups:
         master = found[group.name]
         deploy.set_master(group.name, master.host, master.source)
+        run = deploy.runner.runs.get(master.host.name)
+        if master.source == "sentinels" and run is not None and master.host.name not in deploy.runner.errors \
+                and services.running_pid(run, group.port) is None:
+            deploy.stopped_masters.add(group.name)
         if master.host.name != group.master:
             deploy.runner.say(f"group {group.name}: current master is {master.host.name} (from {master.source}), "
                               f"not the inventory's initial {group.master}; keeping it")
 
 
+def start_stopped_replicas(run: HostRun, deploy: Deploy) -> None:
+    """The replicas of a group whose named master is down are started first (as replicas, through
+    their guard, without waiting for a link): the Sentinels can only fail the master over to a
+    replica that runs."""
+    for node_plan in run.host_plan.nodes:
+        if deploy.role_of(node_plan) != "replica" or node_plan.group.name not in deploy.stopped_masters \
+                or services.running_pid(run, node_plan.port) is not None:
+            continue
+        run.record(f"start redis-server :{node_plan.port} (its group's master is down too) through its guard")
+        if run.options.check:
+            continue
+        failure = services.start(run, node_plan.port, node_plan.host.data_address)
+        if failure:
+            raise HostError(run.name, run.step, services.start_command(run, node_plan.port), failure)
+        with run.lock:
+            run.restarts.append(f"redis-server:{node_plan.port}")
+
+
 def recover_stopped_master(run: HostRun, deploy: Deploy) -> None:
     """A node the Sentinels still name master but that is not running (it crashed and they have
-    not failed over yet) starts through its guard, which has a replica promoted first and starts
-    it as that replica's replica: it never comes back a master with only what its AOF held."""
+    not failed over yet) starts through its guard, which waits for their failover and starts it as
+    the new master's replica: it never comes back a master with only what its AOF held."""
     for node_plan in run.host_plan.nodes:
         group = node_plan.group.name
-        if deploy.role_of(node_plan) != "running-master" or deploy.topology[group].source != "sentinels" \
-                or services.running_pid(run, node_plan.port) is not None:
+        if group not in deploy.stopped_masters or deploy.topology[group].host.name != run.name:
             continue
         if run.options.check:
             run.record(f"start redis-server :{node_plan.port} (down, still named master of {group}): the sentinels "
                        "fail over first, then it starts as a replica")
             continue
         run.record(f"redis-server :{node_plan.port} is down and the sentinels still name it master of {group}: "
-                   "start it through its guard (failover first, then as a replica)")
+                   "start it through its guard (after their failover, as a replica)")
         failure = services.start(run, node_plan.port, node_plan.host.data_address)
         if failure:
             raise HostError(run.name, run.step, services.start_command(run, node_plan.port), failure)
@@ -208,6 +242,7 @@ def _configure_nodes(run: HostRun, deploy: Deploy, role: str) -> None:
         # next goes), so the group never loses more than one member.
         lock = deploy.restart_locks[group] if outcome.restart_keys else contextlib.nullcontext()
         with lock:
+            run.started_as.pop(node_plan.port, None)   # what this step's start (if any) says, not an earlier one
             node.ensure_running(run, node_plan, outcome, run.acl_changed, known_master)
             started_as, _ = run.started_as.get(node_plan.port, ("", None))
             if master_host.name == run.name and started_as != "replica":
@@ -249,18 +284,19 @@ def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
 
 
 WAVES = (
-    #     name               which hosts            step
-    Wave("facts",            every_host,            gather_facts),
-    Wave("layout",           every_host,            lay_out),
-    Wave("install",          every_host,            install_binaries),
-    Wave("tune",             every_host,            tune),
-    Wave("topology",         None,                  discover_topology),     # once, on the controller
-    Wave("recover",          running_group_masters, recover_stopped_master),
-    Wave("new masters",      new_group_masters,     configure_new_masters),
-    Wave("replicas",         replicas,              configure_replicas),
-    Wave("running masters",  running_group_masters, configure_running_masters),
-    Wave("sentinel",         sentinel_hosts,        configure_sentinel),
-    Wave("sentinel-wait",    sentinel_hosts,        wait_sentinel),
+    #    name                which hosts                   step
+    Wave("facts",            every_host,                   gather_facts),
+    Wave("layout",           every_host,                   lay_out),
+    Wave("install",          every_host,                   install_binaries),
+    Wave("tune",             every_host,                   tune),
+    Wave("topology",         None,                         discover_topology),     # once, on the controller
+    Wave("recover replicas", replicas_of_stopped_masters,  start_stopped_replicas),
+    Wave("recover",          stopped_group_masters,        recover_stopped_master),
+    Wave("new masters",      new_group_masters,            configure_new_masters),
+    Wave("replicas",         replicas,                     configure_replicas),
+    Wave("running masters",  running_group_masters,        configure_running_masters),
+    Wave("sentinel",         sentinel_hosts,               configure_sentinel),
+    Wave("sentinel-wait",    sentinel_hosts,               wait_sentinel),
 )
 
 

@@ -72,7 +72,8 @@ def test_master_killed_then_deploy_brings_it_back_as_a_replica_never_writable(de
 
 def test_master_killed_and_deploy_at_once_hands_over_before_starting_it(deployed_lab, lab, lab_inventory, artifact_dir):
     """Deploy right after the crash, while the sentinels still name the dead master: it has a
-    replica promoted first, then starts the old master as its replica (never with only its AOF)."""
+    replica promoted by the sentinels first, then starts the old master as its replica (never with
+    only its AOF)."""
     group = deployed_lab.inventory.groups[0]
     old = master_now(lab_inventory)
     with drill.writing(deployed_lab, group) as (run_id, log), rolewatch.RoleWatch(deployed_lab, group) as watch:
@@ -109,7 +110,7 @@ def test_replica_reboot_under_writes_heals_by_itself_losing_nothing(deployed_lab
 
 def test_each_host_rebooted_in_turn_under_writes_heals_by_itself_losing_nothing(deployed_lab, lab, lab_paths,
                                                                                 lab_inventory):
-    """Every host, sentinel and all, reboots in turn; the master's reboot hands over first."""
+    """Every host, sentinel and all, reboots in turn; the master's waits for the failover first."""
     group = deployed_lab.inventory.groups[0]
     with drill.writing(deployed_lab, group) as (run_id, log), rolewatch.RoleWatch(deployed_lab, group) as watch:
         for host in ("lab1", "lab2", "lab3"):
@@ -141,3 +142,25 @@ def test_all_hosts_rebooted_at_once_keep_every_acknowledged_transaction(deployed
     assert watch.two_master_seconds == 0, watch.summary()
     assert_nothing_lost(deployed_lab, group, run_id, log)
     assert_aof_loaded_every_transaction(lab_inventory)
+
+
+def test_every_node_of_the_group_crashed_then_deploy_brings_it_back_losing_nothing(deployed_lab, lab, lab_inventory,
+                                                                                    artifact_dir):
+    """All three redis-servers killed (the sentinels keep running and still name the dead master):
+    deploy starts the replicas first, lets the sentinels promote one, then starts the old master
+    as its replica; never two writable masters, no acknowledged write lost."""
+    group = deployed_lab.inventory.groups[0]
+    old = master_now(lab_inventory)
+    with drill.writing(deployed_lab, group) as (run_id, log):
+        time.sleep(2)
+    with rolewatch.RoleWatch(deployed_lab, group) as watch:
+        for host in ("lab1", "lab2", "lab3"):
+            kill_redis(lab_inventory, host)
+        report, output = deploy(lab, artifact_dir)
+        wait_for(lambda: not verify_failures(lab), 60, "verify to pass after the recovery", interval=1)
+    print(output, watch.summary(), sep="\n")
+    assert report.ok, output
+    assert "its group's master is down too" in output and "waiting for their failover" in output
+    assert report.masters[group.name] != old
+    assert watch.two_master_seconds == 0, watch.summary()
+    assert_nothing_lost(deployed_lab, group, run_id, log)

@@ -8,6 +8,7 @@ just because a run happened: a restart loses nothing, but every unneeded one is 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from provision import confparse, directives, primitives, rediscli, render
@@ -15,6 +16,8 @@ from provision.confparse import Directive
 from provision.errors import HostError
 from provision.hostrun import HostRun
 from provision.steps import services
+
+OTHER_MASTER_GRACE_SECONDS = 10.0
 
 
 
@@ -143,9 +146,18 @@ def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:
         return
     sentinel_count = len(run.plan.inventory.sentinels)
     for group in run.plan.inventory.groups:
-        def probe(group=group):
+        other_since: list[float] = []
+
+        def probe(group=group, other_since=other_since):
             state = rediscli.parse_pairs(_sentinel(run, ["SENTINEL", "MASTER", group.name]))
-            if state.get("ip") and state.get("ip") != master_addresses[group.name]:
+            names_another = bool(state.get("ip")) and state.get("ip") != master_addresses[group.name]
+            if not names_another:
+                other_since.clear()
+            elif not other_since:
+                other_since.append(time.monotonic())
+            # A sentinel learns a failover from its peers' hellos (every 2 s): one that still names
+            # the master from before this run's own recovery gets a few seconds to catch up.
+            if names_another and time.monotonic() - other_since[0] > OTHER_MASTER_GRACE_SECONDS:
                 raise HostError(run.name, run.step, f"SENTINEL MASTER {group.name}",
                                 f"the sentinel now names {state.get('ip')} as master, not {master_addresses[group.name]} "
                                 "as when this run started: a failover happened during the run; re-run deploy")
