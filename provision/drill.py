@@ -158,15 +158,18 @@ def writing(plan: Plan, group):
 
 
 def status_master(plan: Plan, group) -> str:
-    """The host the sentinels agree is the group's master now."""
+    """The host the sentinels agree is the group's master now, over connections of its own."""
     connections, _ = remote.open_all(plan)
     try:
-        current = next(v for v in status.view(plan, connections) if v.group == group.name)
+        return _agreed_master(plan, connections, group)
     finally:
-        for connection in connections.values():
-            connection.close()
+        remote.close_all(connections)
+
+
+def _agreed_master(plan: Plan, connections, group) -> str:
+    current = next(v for v in status.view(plan, connections) if v.group == group.name)
     if current.sentinel_master is None:
-        raise ProvisionError(f"group {group.name}: sentinels do not agree on a master")
+        raise ProvisionError(f"group {group.name}: sentinels do not agree on a master; not drilling")
     return plan.host_by_data_address(current.sentinel_master).name
 
 
@@ -175,29 +178,43 @@ def count_lost(plan: Plan, group, run_id: str, log: WriterLog) -> dict[str, "Kin
     return _count_lost(plan, group, status_master(plan, group), run_id, log)
 
 
+def _client(plan: Plan, group, host_name: str) -> redis.Redis:
+    """A plain redis-py client to one node, logged in as the tool's admin."""
+    host, admin = plan.inventory.host(host_name), plan.inventory.acl.admin
+    return redis.Redis(host=host.data_address, port=group.port, username=admin.name, password=admin.password.value,
+                       socket_timeout=5)
+
+
 def _load_function(plan: Plan, master_name: str, group) -> None:
     """The FCALL writes' function, loaded on the master (replicated and persisted from there)."""
-    host, admin = plan.inventory.host(master_name), plan.inventory.acl.admin
-    client = redis.Redis(host=host.data_address, port=group.port, username=admin.name, password=admin.password.value,
-                         socket_timeout=5)
+    client = _client(plan, group, master_name)
     try:
         client.function_load(FUNCTION_LIBRARY, replace=True)
     finally:
         client.close()
 
 
-def _reboot(plan: Plan, connection, host_name: str, allow_reboot: bool) -> None:
-    """A lab host reboots through the lab; a real one only when the operator allowed it."""
+def _is_lab_host(plan: Plan, host_name: str) -> bool:
     from provision.lab import hosts as lab_hosts
     from provision.lab.paths import default_paths
-    paths = default_paths()
-    if plan.inventory.controller.network_namespace == lab_hosts.BRIDGE_NAMESPACE and \
-            lab_hosts.launcher_pid(paths, host_name) is not None:
-        lab_hosts.restart(paths, host_name, log=lambda _: None)
-        return
-    if not allow_reboot:
+    return plan.inventory.controller.network_namespace == lab_hosts.BRIDGE_NAMESPACE and \
+        lab_hosts.launcher_pid(default_paths(), host_name) is not None
+
+
+def _require_rebootable(plan: Plan, host_name: str, allow_reboot: bool) -> None:
+    if not allow_reboot and not _is_lab_host(plan, host_name):
         raise ProvisionError(f"{host_name} is not a lab host: --mode reboot reboots it for real; "
                              "pass --allow-reboot to do that")
+
+
+def _reboot(plan: Plan, connection, host_name: str, allow_reboot: bool) -> None:
+    """A lab host reboots through the lab; a real one only when the operator allowed it."""
+    if _is_lab_host(plan, host_name):
+        from provision.lab import hosts as lab_hosts
+        from provision.lab.paths import default_paths
+        lab_hosts.restart(default_paths(), host_name, log=lambda _: None)
+        return
+    _require_rebootable(plan, host_name, allow_reboot)
     connection.check("drill", "nohup sh -c 'sleep 1; systemctl reboot || reboot' >/dev/null 2>&1 &")
 
 
@@ -242,12 +259,9 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
         raise ProvisionError(f"hosts unreachable before the drill: {unreachable}")
     watch = None
     try:
-        current = next(v for v in status.view(plan, connections) if v.group == group.name)
-        if current.sentinel_master is None:
-            raise ProvisionError(f"group {group.name}: sentinels do not agree on a master; not drilling")
-        old_master = plan.host_by_data_address(current.sentinel_master).name
-        if mode == "reboot" and not allow_reboot:
-            _reboot_allowed_or_lab(plan, old_master)
+        old_master = _agreed_master(plan, connections, group)
+        if mode == "reboot":
+            _require_rebootable(plan, old_master, allow_reboot)
         _load_function(plan, old_master, group)
         run_id = secrets.token_hex(4)
         log, stop = WriterLog(), threading.Event()
@@ -301,15 +315,6 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
             connection.close()
 
 
-def _reboot_allowed_or_lab(plan: Plan, host_name: str) -> None:
-    from provision.lab import hosts as lab_hosts
-    from provision.lab.paths import default_paths
-    if plan.inventory.controller.network_namespace != lab_hosts.BRIDGE_NAMESPACE or \
-            lab_hosts.launcher_pid(default_paths(), host_name) is None:
-        raise ProvisionError(f"{host_name} is not a lab host: --mode reboot reboots it for real; "
-                             "pass --allow-reboot to do that")
-
-
 def longest_gap(success_times: list[float], since: float) -> float:
     """The longest time without an acknowledged write, from `since` on (the fault takes effect
     some milliseconds after it is sent, so the first gap need not start at the fault)."""
@@ -342,13 +347,7 @@ def _present(client: redis.Redis, run_id: str, sequences: list[int]) -> set[int]
 def _count_lost(plan: Plan, group, master_name: str, run_id: str, log: WriterLog) -> dict[str, KindCount]:
     """Per kind: acknowledged writes missing on the master, and on any node once every replica
     has caught up with the master (then the drill's keys are deleted)."""
-    admin = plan.inventory.acl.admin
-
-    def client_for(name: str) -> redis.Redis:
-        host = plan.inventory.host(name)
-        return redis.Redis(host=host.data_address, port=group.port, username=admin.name,
-                           password=admin.password.value, socket_timeout=5)
-    clients = {name: client_for(name) for name in group.members}
+    clients = {name: _client(plan, group, name) for name in group.members}
     try:
         master = clients[master_name]
         master.wait(len(group.replicas), 10000)   # every replica has the master's data before we look

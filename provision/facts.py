@@ -114,5 +114,13 @@ def running_pid(remote: Remote, layout: Layout, port: int | None) -> int | None:
     return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else None
 
 
+def file_modes(remote: Remote, paths) -> dict[str, tuple[str, str]]:
+    """path → (octal mode, owner) for each path that exists; a symbolic link is reported as
+    itself (stat does not follow it)."""
+    result = remote.run("stat -c '%n %a %U' " + " ".join(shlex.quote(path) for path in paths))
+    return {words[0]: (words[1], words[2]) for words in (line.split() for line in result.stdout.splitlines())
+            if len(words) == 3}
+
+
 def process_alive(remote: Remote, pid: int) -> bool:
     return remote.run(f"kill -0 {int(pid)} 2>/dev/null").ok

@@ -468,9 +468,10 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
             problems.add(("redis", "source", "tarball"), f"no such file: {tarball_path}")
         tarball = str(tarball_path)
     install_dir = section.get("install_dir", str, defaults.INSTALL_DIR)
-    if install_dir is not None and (path_problem(install_dir) or install_dir.rstrip("/") in ("", "/usr", "/etc")):
-        problems.add(("redis", "install_dir"), path_problem(install_dir) or
-                     f"expected an absolute directory of its own, got {install_dir!r}")
+    install_problem = install_dir is not None and (path_problem(install_dir) or (
+        install_dir.rstrip("/") in ("", "/usr", "/etc") and f"expected an absolute directory of its own, got {install_dir!r}"))
+    if install_problem:
+        problems.add(("redis", "install_dir"), install_problem)
     port = section.positive_int("port", defaults.REDIS_PORT, maximum=65535)
     sentinel_port = section.positive_int("sentinel_port", defaults.SENTINEL_PORT, maximum=65535)
     if port is not None and port == sentinel_port:
@@ -639,8 +640,8 @@ def _read_acl(problems: _Problems, data: Any, base_dir: Path, environment: dict[
         role_section = _Section(problems, key_path, section.get(role, dict, what="password_env or password_file"),
                                 "name, password_env or password_file")
         name = role_section.get("name", str, default_name)
-        if name is not None and _acl_name_problem(name):
-            problems.add(key_path + ("name",), _acl_name_problem(name))
+        if name is not None and (name_problem := _acl_name_problem(name)):
+            problems.add(key_path + ("name",), name_problem)
         secret = _read_secret(problems, key_path, role_section, base_dir, environment)
         _check_password(problems, key_path, secret)
         role_section.finish()
@@ -653,10 +654,10 @@ def _read_acl(problems: _Problems, data: Any, base_dir: Path, environment: dict[
         secret = _read_secret(problems, key_path, user_section, base_dir, environment)
         _check_password(problems, key_path, secret)
         user_section.finish()
-        if rules is not None and acl_rules_problem(rules):
-            problems.add(key_path + ("rules",), acl_rules_problem(rules))
-        if _acl_name_problem(name):
-            problems.add(key_path, _acl_name_problem(name))
+        if rules is not None and (rules_problem := acl_rules_problem(rules)):
+            problems.add(key_path + ("rules",), rules_problem)
+        if name_problem := _acl_name_problem(name):
+            problems.add(key_path, name_problem)
         if secret is not None and rules is not None:
             users.append(AclUser(name=str(name), password=secret, rules=rules.strip()))
     section.finish()

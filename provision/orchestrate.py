@@ -173,13 +173,18 @@ def start_stopped_replicas(run: HostRun, deploy: Deploy) -> None:
                 or services.running_pid(run, node_plan.port) is not None:
             continue
         run.record(f"start redis-server :{node_plan.port} (its group's master is down too) through its guard")
-        if run.options.check:
-            continue
-        failure = services.start(run, node_plan.port, node_plan.host.data_address)
-        if failure:
-            raise HostError(run.name, run.step, services.start_command(run, node_plan.port), failure)
-        with run.lock:
-            run.restarts.append(f"redis-server:{node_plan.port}")
+        if not run.options.check:
+            _start_through_guard(run, node_plan)
+
+
+def _start_through_guard(run: HostRun, node_plan: NodePlan) -> tuple[str, str | None]:
+    """Start a stopped node through start-redis; returns the guard's RESULT (role, master)."""
+    failure = services.start(run, node_plan.port, node_plan.host.data_address)
+    if failure:
+        raise HostError(run.name, run.step, services.start_command(run, node_plan.port), failure)
+    with run.lock:
+        run.restarts.append(f"redis-server:{node_plan.port}")
+    return run.started_as.get(node_plan.port, ("unknown", None))
 
 
 def recover_stopped_master(run: HostRun, deploy: Deploy) -> None:
@@ -196,12 +201,7 @@ def recover_stopped_master(run: HostRun, deploy: Deploy) -> None:
             continue
         run.record(f"redis-server :{node_plan.port} is down and the sentinels still name it master of {group}: "
                    "start it through its guard (after their failover, as a replica)")
-        failure = services.start(run, node_plan.port, node_plan.host.data_address)
-        if failure:
-            raise HostError(run.name, run.step, services.start_command(run, node_plan.port), failure)
-        with run.lock:
-            run.restarts.append(f"redis-server:{node_plan.port}")
-        role, master_address = run.started_as.get(node_plan.port, ("unknown", None))
+        role, master_address = _start_through_guard(run, node_plan)
         new_master = deploy.plan.host_by_data_address(master_address or "")
         if role == "replica" and new_master is not None:
             deploy.set_master(group, new_master, "sentinels")

@@ -102,18 +102,11 @@ class Remote:
 
     def write_file(self, step: str, path: str, content: bytes, mode: int, owner: str = "root",
                    group: str | None = None, staging_dir: str | None = None) -> None:
-        """Write a file atomically: a private temporary file (created exclusively, umask 077)
-        gets the content, its final mode and owner, and is renamed over the target, so no reader
-        ever sees half a file and a secret is never world-readable, not even for a moment. A
-        rename replaces a symbolic link at the target instead of following it. `staging_dir`
-        (a root-only directory on the same filesystem) keeps the temporary file out of a
-        directory another user can write to."""
-        directory = staging_dir or posixpath.dirname(path)
-        group = group or owner
-        q = shlex.quote
-        template = q(posixpath.join(directory, f".{posixpath.basename(path)}.provision.XXXXXXXX"))
-        prepare = (f"umask 077 && t=$(mktemp {template}) && cat > \"$t\" && chown {q(owner)}:{q(group)} \"$t\" && "
-                   f"chmod {mode:o} \"$t\" && mv -Tf \"$t\" {q(path)} || {{ rm -f \"$t\"; exit 1; }}")
+        """Write a file atomically (_install_command), so no reader ever sees half a file and a
+        secret is never world-readable, not even for a moment. `staging_dir` (a root-only
+        directory on the same filesystem) keeps the temporary file out of a directory another
+        user can write to."""
+        prepare = _install_command("cat", staging_dir or posixpath.dirname(path), path, mode, owner, group or owner)
         if len(content) < 256 * 1024:
             try:
                 text = content.decode()
@@ -124,32 +117,30 @@ class Remote:
                 if not result.ok:
                     raise HostError(self.name, step, f"write {path}", result.stderr, result.exit_code)
                 return
-        self.upload(step, io.BytesIO(content), path, mode, owner, group)
+        self.upload(step, io.BytesIO(content), path, mode, owner, group, staging_dir)
 
-    def upload(self, step: str, local, path: str, mode: int, owner: str = "root", group: str | None = None) -> None:
+    def upload(self, step: str, local, path: str, mode: int, owner: str = "root", group: str | None = None,
+               staging_dir: str | None = None) -> None:
         """Upload a local file (path or file object) atomically, over SFTP."""
         group = group or owner
         # SFTP creates files with the server's default mode, so the upload goes into a
         # directory only the SSH user can enter, made private before anything is in it.
-        staging_dir = f"/tmp/.provision-upload-{os.getpid()}-{time.monotonic_ns()}"
-        staging = posixpath.join(staging_dir, "file")
+        upload_dir = f"/tmp/.provision-upload-{os.getpid()}-{time.monotonic_ns()}"
+        staging = posixpath.join(upload_dir, "file")
         q = shlex.quote
         try:
             sftp = self.connection.sftp()
-            sftp.mkdir(staging_dir, mode=0o700)
-            sftp.chmod(staging_dir, 0o700)
+            sftp.mkdir(upload_dir, mode=0o700)
+            sftp.chmod(upload_dir, 0o700)
             self.connection.put(local, staging)
         except OSError as error:
-            self.run(f"rm -rf {q(staging_dir)}")
+            self.run(f"rm -rf {q(upload_dir)}")
             raise HostError(self.name, step, f"sftp put {path}", str(error)) from None
-        directory = posixpath.dirname(path)
-        template = q(posixpath.join(directory, f".{posixpath.basename(path)}.provision.XXXXXXXX"))
         try:
-            self.check(step, f"umask 077 && t=$(mktemp {template}) && cat {q(staging)} > \"$t\" && "
-                             f"chown {q(owner)}:{q(group)} \"$t\" && chmod {mode:o} \"$t\" && mv -Tf \"$t\" {q(path)} "
-                             f"|| {{ rm -f \"$t\"; exit 1; }}")
+            self.check(step, _install_command(f"cat {q(staging)}", staging_dir or posixpath.dirname(path), path, mode,
+                                              owner, group))
         finally:
-            self.run(f"rm -rf {q(staging_dir)}")
+            self.run(f"rm -rf {q(upload_dir)}")
 
     def download(self, step: str, path: str, local) -> None:
         """Fetch a file over SFTP. SFTP runs as the SSH user, not through sudo, so for a sudo
@@ -166,6 +157,16 @@ class Remote:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _install_command(fill: str, directory: str, path: str, mode: int, owner: str, group: str) -> str:
+    """Shell that puts `fill`'s output at `path` atomically: a private temporary file (mktemp in
+    `directory`, umask 077) gets the content, its final mode and owner, and is renamed over the
+    target (a rename replaces a symbolic link there instead of following it)."""
+    q = shlex.quote
+    template = q(posixpath.join(directory, f".{posixpath.basename(path)}.provision.XXXXXXXX"))
+    return (f"umask 077 && t=$(mktemp {template}) && {fill} > \"$t\" && chown {q(owner)}:{q(group)} \"$t\" && "
+            f"chmod {mode:o} \"$t\" && mv -Tf \"$t\" {q(path)} || {{ rm -f \"$t\"; exit 1; }}")
 
 
 def _connected_socket(host: Host, timeout: float) -> socket.socket:

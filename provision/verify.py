@@ -75,11 +75,9 @@ def _check_system(plan: Plan, connection: Remote, checks: _Checks) -> None:
 
 
 def _check_file_modes(plan: Plan, connection: Remote, checks: _Checks, paths: list[str]) -> None:
-    quoted = " ".join(shlex.quote(path) for path in paths)
-    result = connection.run(f"stat -c '%n %a %U' {quoted}")
-    seen = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if len(line.split()) == 3}
+    seen = facts.file_modes(connection, paths)
     for path in paths:
-        mode, owner = seen.get(path, ["absent", "-"])
+        mode, owner = seen.get(path, ("absent", "-"))
         private = mode != "absent" and int(mode, 8) & 0o007 == 0
         checks.add(f"file mode {path.rsplit('/', 1)[1]}", private and owner == "redis",
                    f"{mode} {owner} (want no access for others, owner redis)")
@@ -88,10 +86,10 @@ def _check_file_modes(plan: Plan, connection: Remote, checks: _Checks, paths: li
 def _check_start_guard(plan: Plan, connection: Remote, checks: _Checks) -> None:
     """root runs start-redis at boot: it and its password must be root's alone."""
     layout = plan.layout
-    wanted = {layout.boot_dir: "700 root", layout.start_script: "700 root", layout.boot_auth_file: "600 root"}
-    result = connection.run("stat -c '%n %a %U' " + " ".join(shlex.quote(path) for path in wanted))
-    seen = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in result.stdout.splitlines() if " " in line}
-    wrong = [f"{path} {seen.get(path, 'absent')}" for path, meta in wanted.items() if seen.get(path) != meta]
+    wanted = {layout.boot_dir: ("700", "root"), layout.start_script: ("700", "root"),
+              layout.boot_auth_file: ("600", "root")}
+    seen = facts.file_modes(connection, wanted)
+    wrong = [f"{path} {' '.join(seen.get(path, ('absent',)))}" for path, meta in wanted.items() if seen.get(path) != meta]
     checks.add("start guard (start-redis)", not wrong, ", ".join(wrong) or "present, root's alone")
 
 
@@ -150,8 +148,8 @@ def replicaof_agrees(file_text: str | None, info: dict[str, str]) -> tuple[bool,
     as the same thing, never as a master the Sentinels do not name."""
     if file_text is None:
         return False, "config file unreadable"
-    lines = confparse.values_by_key(file_text).get(("replicaof",)) or \
-        confparse.values_by_key(file_text).get(("slaveof",)) or []
+    values = confparse.values_by_key(file_text)
+    lines = values.get(("replicaof",)) or values.get(("slaveof",)) or []
     in_file = tuple(v.lower() for v in lines[-1]) if lines else ()
     says_master = not in_file or in_file == ("no", "one")
     if info.get("role") == "master":

@@ -16,7 +16,6 @@ from provision.plan import NodePlan
 from provision.steps import services
 
 
-
 @dataclass(frozen=True)
 class ConfigOutcome:
     created: bool

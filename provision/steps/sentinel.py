@@ -20,14 +20,11 @@ from provision.steps import services
 OTHER_MASTER_GRACE_SECONDS = 10.0
 
 
-
 @dataclass(frozen=True)
 class SentinelOutcome:
     live: tuple[Directive, ...]          # SENTINEL SET group option value
     new_groups: tuple[str, ...]          # groups this sentinel does not monitor yet
     restart: bool
-
-
 
 
 def _differs(current: dict, directive: Directive) -> bool:
@@ -146,18 +143,19 @@ def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:
         return
     sentinel_count = len(run.plan.inventory.sentinels)
     for group in run.plan.inventory.groups:
-        other_since: list[float] = []
+        other_since: float | None = None   # since when this sentinel names another master
 
-        def probe(group=group, other_since=other_since):
+        def probe(group=group):
+            nonlocal other_since
             state = rediscli.parse_pairs(_sentinel(run, ["SENTINEL", "MASTER", group.name]))
             names_another = bool(state.get("ip")) and state.get("ip") != master_addresses[group.name]
             if not names_another:
-                other_since.clear()
-            elif not other_since:
-                other_since.append(time.monotonic())
+                other_since = None
+            elif other_since is None:
+                other_since = time.monotonic()
             # A sentinel learns a failover from its peers' hellos (every 2 s): one that still names
             # the master from before this run's own recovery gets a few seconds to catch up.
-            if names_another and time.monotonic() - other_since[0] > OTHER_MASTER_GRACE_SECONDS:
+            if names_another and time.monotonic() - other_since > OTHER_MASTER_GRACE_SECONDS:
                 raise HostError(run.name, run.step, f"SENTINEL MASTER {group.name}",
                                 f"the sentinel now names {state.get('ip')} as master, not {master_addresses[group.name]} "
                                 "as when this run started: a failover happened during the run; re-run deploy")

@@ -8,6 +8,8 @@ from provision.hostrun import HostRun
 
 SYSCTL_FILE = "/etc/sysctl.d/90-redis-provision.conf"
 RC_LOCAL = "/etc/rc.local"
+
+
 def tune(run: HostRun) -> None:
     system = run.plan.inventory.system
     run.begin("tune")
