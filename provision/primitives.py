@@ -9,7 +9,7 @@ from provision.errors import HostError
 from provision.hostrun import HostRun
 
 
-def _refuse_unless_plain_file(quoted: str) -> str:
+def refuse_unless_plain_file(quoted: str) -> str:
     """Shell that stops (exit 4, reason on stderr) at a symbolic link or anything but a regular
     file: the redis user can plant either in the directories it owns, and root must not read or
     write through them."""
@@ -20,7 +20,7 @@ def _refuse_unless_plain_file(quoted: str) -> str:
 def read_file(run: HostRun, path: str) -> str | None:
     """The file's text, or None when it does not exist."""
     quoted = shlex.quote(path)
-    result = run.remote.run(_refuse_unless_plain_file(quoted) + f"if test -e {quoted}; then cat {quoted}; else exit 3; fi")
+    result = run.remote.run(refuse_unless_plain_file(quoted) + f"if test -e {quoted}; then cat {quoted}; else exit 3; fi")
     if result.exit_code == 3:
         return None
     if not result.ok:
@@ -31,7 +31,7 @@ def read_file(run: HostRun, path: str) -> str | None:
 def file_state(run: HostRun, path: str) -> tuple[str, str] | None:
     """(sha256, 'mode owner group') of a file, or None when absent."""
     quoted = shlex.quote(path)
-    result = run.remote.run(_refuse_unless_plain_file(quoted) +
+    result = run.remote.run(refuse_unless_plain_file(quoted) +
                             f"test -f {quoted} || exit 3; sha256sum {quoted} && stat -c '%a %U %G' {quoted}")
     if result.exit_code == 3:
         return None
@@ -54,7 +54,7 @@ def ensure_file(run: HostRun, path: str, content: str, mode: int, owner: str = "
         run.record(f"set {path} to mode {mode:o} owner {owner}:{group} (was {state[1]})")
         if not run.options.check:
             quoted = shlex.quote(path)
-            run.remote.check(run.step, _refuse_unless_plain_file(quoted) +
+            run.remote.check(run.step, refuse_unless_plain_file(quoted) +
                              f"chown -h {shlex.quote(owner)}:{shlex.quote(group)} {quoted} && chmod {mode:o} {quoted}")
         return True
     before = read_file(run, path) if state is not None and run.options.diff else None

@@ -15,7 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from provision import confparse, facts, rediscli, remote, render, topology
+from provision import confparse, facts, primitives, rediscli, remote, render, topology
 from provision.inventory import Group, Host
 from provision.plan import Plan
 from provision.remote import Remote
@@ -138,7 +138,8 @@ def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, m
     words = default.split()
     closed = "off" in words and "nopass" not in words and not any(w.startswith(("#", ">")) for w in words)
     checks.add("acl default user off", closed, default or "absent")
-    config_file = connection.run(f"cat {shlex.quote(plan.layout.redis_conf(port))}")
+    quoted = shlex.quote(plan.layout.redis_conf(port))
+    config_file = connection.run(primitives.refuse_unless_plain_file(quoted) + f"cat {quoted}")
     agrees, detail = replicaof_agrees(config_file.stdout if config_file.ok else None, info)
     checks.add(f"redis :{port} replicaof in file", agrees, detail)
 
