@@ -1,12 +1,15 @@
-"""What tasks.py calls: load + validate, plan, run, report. Errors become (message, exit code)."""
+"""What the task layer calls: load + validate, plan, run, report. Bad input raises UsageError or
+InventoryError (exit 2), a host or check that fails returns False or raises ProvisionError (exit 1)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from provision import inventory, netns, orchestrate, plan as planner, remote
-from provision.errors import ProvisionError
+from provision import inventory, netns, orchestrate, output, plan as planner, remote
+from provision.errors import ProvisionError, UsageError
 from provision.hostrun import RunOptions
 from provision.inventory import secret_masker
+from provision.table import format_table
 
 
 def parse_limit(limit: str | None) -> tuple[str, ...]:
@@ -19,7 +22,7 @@ def load_plan(inventory_path: str, limit: str | None = None) -> planner.Plan:
     try:
         return planner.build(loaded, parse_limit(limit))
     except KeyError as error:
-        raise ProvisionError(str(error.args[0])) from None
+        raise UsageError(str(error.args[0])) from None
 
 
 def controller_network(plan: planner.Plan):
@@ -29,19 +32,34 @@ def controller_network(plan: planner.Plan):
 
 
 def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: str | None = None,
-           verbose: bool = False, artifact_dir: str | None = None, say=print) -> orchestrate.DeployReport:
+           verbose: bool = False, artifact_dir: str | None = None, as_json: bool = False,
+           say=output.say) -> orchestrate.DeployReport:
+    """With as_json, progress goes wherever `say` sends it and the recap is one JSON document."""
     plan = load_plan(inventory_path, limit)
     options = RunOptions(check=check, diff=diff, verbose=verbose,
                          **({"artifact_dir": Path(artifact_dir)} if artifact_dir else {}))
     with controller_network(plan):
         report = orchestrate.deploy(plan, options, say=say)
-    say(format_recap(report, plan, show_diff=diff))
+    mask = secret_masker(plan.inventory)
+    if as_json:
+        print(mask(format_recap_json(report)), flush=True)
+    else:
+        say(format_recap(report, plan, show_diff=diff))
     return report
 
 
+def _outcome_state(outcome: orchestrate.HostOutcome) -> str:
+    if outcome.unreachable:
+        return "unreachable"
+    if outcome.failed:
+        return "failed"
+    return "changed" if outcome.changes else "unchanged"
+
+
 def format_recap(report: orchestrate.DeployReport, plan: planner.Plan, show_diff: bool) -> str:
-    """Per host: changed / unchanged / FAILED (with its step) / UNREACHABLE, time and processes
-    started; with --diff, the diffs first. Secrets masked."""
+    """Per host: changed / unchanged / FAILED (with its step) / UNREACHABLE, how long it took
+    (to the failure, for a failed host) and processes started; with --diff, the diffs first.
+    Secrets masked."""
     mask = secret_masker(plan.inventory)
     lines = []
     if show_diff:
@@ -50,17 +68,19 @@ def format_recap(report: orchestrate.DeployReport, plan: planner.Plan, show_diff
                 if change.diff:
                     lines.append(mask(change.diff.rstrip("\n")))
     lines.append("RECAP (check mode: nothing was changed)" if report.check else "RECAP")
+    rows = []
     for outcome in report.outcomes:
-        if outcome.unreachable:
-            state = "UNREACHABLE (skipped)"
-        elif outcome.failed:
-            state = f"FAILED   step={getattr(outcome.error, 'step', '?')}"
-        elif outcome.changes:
-            state = f"changed={len(outcome.changes)}"
+        state = _outcome_state(outcome)
+        if state == "unreachable":
+            shown = "UNREACHABLE (skipped)"
+        elif state == "failed":
+            shown = f"FAILED step={getattr(outcome.error, 'step', '?')}"
+        elif state == "changed":
+            shown = f"changed={len(outcome.changes)}"
         else:
-            state = "unchanged"
-        restarts = f"  started/restarted: {', '.join(outcome.restarts)}" if outcome.restarts else ""
-        lines.append(f"  {outcome.host:16} {state:24} {outcome.seconds:6.1f}s{restarts}")
+            shown = state
+        rows.append((outcome.host, shown, f"{outcome.seconds:.1f}s", ", ".join(outcome.restarts) or None))
+    lines += format_table(("HOST", "RESULT", "TIME", "STARTED/RESTARTED"), rows, right=frozenset({2}), indent="  ")
     if report.masters:
         lines.append("  masters: " + ", ".join(f"{group}={host}" for group, host in report.masters.items()))
     unreachable = f", {len(report.unreachable)} unreachable ({', '.join(report.unreachable)})" \
@@ -70,17 +90,34 @@ def format_recap(report: orchestrate.DeployReport, plan: planner.Plan, show_diff
     return mask("\n".join(lines))
 
 
-def verify(inventory_path: str, as_json: bool = False, say=print) -> bool:
+def format_recap_json(report: orchestrate.DeployReport) -> str:
+    """The recap for a program (a CI pipeline): hosts in inventory order; diffs are left out
+    (they are for people, and may be large)."""
+    hosts = []
+    for outcome in report.outcomes:
+        hosts.append({"host": outcome.host, "state": _outcome_state(outcome), "seconds": round(outcome.seconds, 3),
+                      "step": getattr(outcome.error, "step", None) if outcome.error else None,
+                      "error": str(outcome.error) if outcome.error else None,
+                      "changes": [{"step": change.step, "action": change.action} for change in outcome.changes],
+                      "restarts": list(outcome.restarts)})
+    return json.dumps({"ok": report.ok, "check": report.check, "seconds": round(report.seconds, 3),
+                       "changed": report.changed, "masters": report.masters, "hosts": hosts}, indent=2)
+
+
+def verify(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
     from provision import verify as verifier
     plan = load_plan(inventory_path)
     with controller_network(plan):
         results = verifier.run(plan)
     mask = secret_masker(plan.inventory)
-    say(mask(verifier.format_json(results) if as_json else verifier.format_table(results)))
+    if as_json:
+        print(mask(verifier.format_json(results)), flush=True)
+    else:
+        say(mask(verifier.format_table(results)))
     return all(result.ok for result in results)
 
 
-def status(inventory_path: str, say=print) -> bool:
+def status(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
     from provision import status as live
     plan = load_plan(inventory_path)
     with controller_network(plan):
@@ -90,11 +127,14 @@ def status(inventory_path: str, say=print) -> bool:
         finally:
             remote.close_all(connections)
     unreachable = {name: remote.reason(error) for name, error in failed.items()}
-    say(live.format_view(plan, groups, unreachable))
+    if as_json:
+        print(live.format_json(plan, groups, unreachable), flush=True)
+    else:
+        say(live.format_view(plan, groups, unreachable))
     return not unreachable and all(group.sentinel_master for group in groups)
 
 
-def failover(inventory_path: str, group: str | None = None, say=print):
+def failover(inventory_path: str, group: str | None = None, say=output.say):
     from provision import failover as switchover
     plan = load_plan(inventory_path)
     with controller_network(plan):
@@ -104,7 +144,7 @@ def failover(inventory_path: str, group: str | None = None, say=print):
     return result
 
 
-def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: str | None = None, say=print,
+def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: str | None = None, say=output.say,
           allow_reboot: bool = False):
     from provision import drill as failure_drill
     plan = load_plan(inventory_path)

@@ -31,8 +31,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from provision import facts, failover, remote, rolewatch, status, verify
-from provision.errors import ProvisionError
+from provision import facts, failover, output, remote, rolewatch, status, verify
+from provision.errors import ProvisionError, UsageError
 from provision.plan import Plan
 from provision.steps import services
 
@@ -195,16 +195,20 @@ def _load_function(plan: Plan, master_name: str, group) -> None:
 
 
 def _is_lab_host(plan: Plan, host_name: str) -> bool:
-    from provision.lab import hosts as lab_hosts
-    from provision.lab.paths import default_paths
+    """Only when the lab code is there (a clone; a pip install leaves it out)."""
+    try:
+        from provision.lab import hosts as lab_hosts
+        from provision.lab.paths import default_paths
+    except ImportError:
+        return False
     return plan.inventory.controller.network_namespace == lab_hosts.BRIDGE_NAMESPACE and \
         lab_hosts.launcher_pid(default_paths(), host_name) is not None
 
 
 def _require_rebootable(plan: Plan, host_name: str, allow_reboot: bool) -> None:
     if not allow_reboot and not _is_lab_host(plan, host_name):
-        raise ProvisionError(f"{host_name} is not a lab host: --mode reboot reboots it for real; "
-                             "pass --allow-reboot to do that")
+        raise UsageError(f"{host_name} is not a lab host: --mode reboot reboots it for real; "
+                         "pass --allow-reboot to do that")
 
 
 def _reboot(plan: Plan, connection, host_name: str, allow_reboot: bool) -> None:
@@ -246,14 +250,14 @@ def _inject(plan: Plan, connection, host_name: str, port: int, mode: str, second
                                   f"ip link set dev {shlex.quote(device)} up' >/dev/null 2>&1 &")
 
 
-def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | None = None, say=print,
+def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | None = None, say=output.say,
         allow_reboot: bool = False) -> DrillReport:
     if mode not in MODES:
-        raise ProvisionError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     group = next((g for g in plan.inventory.groups if g.name == group_name), None) if group_name \
         else plan.inventory.groups[0]
     if group is None:
-        raise ProvisionError(f"no group {group_name!r}")
+        raise UsageError(f"no group {group_name!r}")
     connections, unreachable = remote.open_all(plan)
     if unreachable:
         raise ProvisionError(f"hosts unreachable before the drill: {unreachable}")

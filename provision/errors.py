@@ -6,6 +6,10 @@ class ProvisionError(Exception):
     """Base of every error the tool reports to a user."""
 
 
+class UsageError(ProvisionError):
+    """A flag or its value is wrong (exit 2, like an inventory error); nothing was touched."""
+
+
 class InventoryError(ProvisionError):
     """The inventory is wrong. Raised before any host is touched; lists every problem found."""
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from provision import rediscli, remote, status
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, UsageError
 from provision.inventory import Group
 from provision.plan import Plan
 from provision.remote import Remote
@@ -71,10 +71,10 @@ def hand_over(plan: Plan, connections: dict[str, Remote], group: Group, old_mast
 def run(plan: Plan, group_name: str | None = None) -> FailoverResult:
     groups = {group.name: group for group in plan.inventory.groups}
     if group_name is None and len(groups) > 1:
-        raise ProvisionError(f"several groups; name one with --group ({', '.join(groups)})")
+        raise UsageError(f"several groups; name one with --group ({', '.join(groups)})")
     group = groups.get(group_name) if group_name else next(iter(groups.values()))
     if group is None:
-        raise ProvisionError(f"no group {group_name!r} in the inventory ({', '.join(groups)})")
+        raise UsageError(f"no group {group_name!r} in the inventory ({', '.join(groups)})")
     connections, _ = remote.open_all(plan)
     try:
         current = next(v for v in status.view(plan, connections) if v.group == group.name)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from provision import facts as host_facts
-from provision import failover, remote, topology
+from provision import failover, output, remote, topology
 from provision.errors import HostError, ProvisionError
 from provision.hostrun import Change, HostRun, RunOptions
 from provision.inventory import Host, secret_masker
@@ -340,14 +340,15 @@ class DeployReport:
         return sum(len(outcome.changes) for outcome in self.outcomes)
 
 
-def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) -> DeployReport:
+def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = output.say) -> DeployReport:
     """Run WAVES over the plan's hosts. The caller has joined the controller's network namespace
     (cli.controller_network)."""
     started = time.monotonic()
     runner = Runner(plan.inventory.controller.parallel, say, secret_masker(plan.inventory))
     state = Deploy(plan, options, runner)
+    connect_seconds: dict[str, float] = {}
     try:
-        connections, unreachable = remote.open_all(plan)
+        connections, unreachable = remote.open_all(plan, connect_seconds)
         for host_plan in plan.hosts:
             name = host_plan.host.name
             if name in connections:
@@ -360,13 +361,15 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = print) 
         runner.run(WAVES, state)
     finally:
         runner.close()
+    finished = time.monotonic()
     outcomes = []
     for host_plan in plan.hosts:
         name = host_plan.host.name
         run = runner.runs.get(name)
         outcomes.append(HostOutcome(
             host=name, changes=tuple(run.changes) if run else (), restarts=tuple(run.restarts) if run else (),
-            seconds=(time.monotonic() - run.started) if run else 0.0, error=runner.errors.get(name),
-            unreachable=name in runner.unreachable))
-    masters = {name: found.host.name for name, found in state.topology.items()}
+            seconds=(runner.ended.get(name, finished) - run.started) if run else connect_seconds.get(name, 0.0),
+            error=runner.errors.get(name), unreachable=name in runner.unreachable))
+    # Only what a reached host showed: a group none of whose hosts answered has no known master.
+    masters = {name: found.host.name for name, found in state.topology.items() if found.host.name in runner.runs}
     return DeployReport(tuple(outcomes), time.monotonic() - started, options.check, masters)

@@ -5,6 +5,7 @@ fact asked of the running Sentinels (see topology.py); the plan never overrides 
 """
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 from dataclasses import dataclass
 
@@ -137,12 +138,31 @@ class Plan:
         return None
 
 
+def limit_hosts(inventory: Inventory, patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """Ansible's --limit: each pattern is a host name, a group name (its master and replicas) or
+    a shell glob over host names (`lab[12]`, `db-*`); a pattern that matches nothing is an error,
+    so a typo never quietly runs on no host."""
+    host_names = [host.name for host in inventory.hosts]
+    groups = {group.name: group.members for group in inventory.groups}
+    chosen: set[str] = set()
+    unmatched = []
+    for pattern in patterns:
+        matched = set(fnmatch.filter(host_names, pattern)) | set(groups.get(pattern, ()))
+        for group_name in fnmatch.filter(groups, pattern):
+            matched |= set(groups[group_name])
+        if not matched:
+            unmatched.append(pattern)
+        chosen |= matched
+    if unmatched:
+        raise KeyError(f"--limit: {', '.join(unmatched)} matches no host or group (hosts: {', '.join(host_names)}; "
+                       f"groups: {', '.join(groups)})")
+    return tuple(name for name in host_names if name in chosen)
+
+
 def build(inventory: Inventory, limit: tuple[str, ...] = ()) -> Plan:
-    """Derive the plan; `limit` restricts it to some hosts (the others are still known, for
+    """Derive the plan; `limit` (limit_hosts patterns) restricts it to some hosts (the others are still known, for
     addresses and topology, but nothing is done on them)."""
-    unknown = [name for name in limit if name not in {host.name for host in inventory.hosts}]
-    if unknown:
-        raise KeyError(f"--limit names unknown host(s): {', '.join(unknown)}")
+    limit = limit_hosts(inventory, limit) if limit else ()
     host_plans = []
     for host in inventory.hosts:
         if limit and host.name not in limit:

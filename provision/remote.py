@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import paramiko
 from fabric import Connection
 
+from provision import output
 from provision.errors import HostError, ProvisionError
 from provision.inventory import Host
 
@@ -53,6 +54,8 @@ class Remote:
         self.host = host
         self.connection = connection
         self.commands_run = 0
+        self.current_command: str | None = None   # what a heartbeat names when a step is slow
+        self.command_started = 0.0
 
     @property
     def name(self) -> str:
@@ -61,6 +64,8 @@ class Remote:
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None) -> CommandResult:
         """Run a shell command; never raises for a non-zero exit (callers decide)."""
         wrapped = _wrap_privileged(self.host, command)
+        output.detail(f"{self.name}: $ {command}")
+        self.current_command, self.command_started = command, time.monotonic()
         transport = self.connection.client.get_transport()
         channel = transport.open_session()
         self.commands_run += 1
@@ -247,18 +252,23 @@ def connect_for(host: Host, controller) -> Remote:
     return connect(host, controller.connect_timeout, controller.known_hosts, controller.host_key_checking)
 
 
-def open_all(plan) -> tuple[dict[str, Remote], dict[str, ProvisionError]]:
+def open_all(plan, connect_seconds: dict[str, float] | None = None
+             ) -> tuple[dict[str, Remote], dict[str, ProvisionError]]:
     """One connection to every host of the plan, all opened in parallel: (connections, why each
-    unreachable host could not be reached). Every command of a run reuses these."""
+    unreachable host could not be reached). Every command of a run reuses these.
+    `connect_seconds`, when given, gets how long each attempt took (a recap shows it)."""
     controller = plan.inventory.controller
     connections: dict[str, Remote] = {}
     unreachable: dict[str, ProvisionError] = {}
 
     def open_one(host: Host) -> None:
+        started = time.monotonic()
         try:
             connections[host.name] = connect_for(host, controller)
         except ProvisionError as error:
             unreachable[host.name] = error
+        if connect_seconds is not None:
+            connect_seconds[host.name] = time.monotonic() - started
     with ThreadPoolExecutor(max_workers=max(1, controller.parallel)) as pool:
         list(pool.map(open_one, [host_plan.host for host_plan in plan.hosts]))
     return connections, unreachable

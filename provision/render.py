@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 
 import jinja2
 
@@ -13,12 +12,11 @@ from provision.confparse import Directive
 from provision.inventory import Group, Host, password_hash
 from provision.plan import HostPlan, NodePlan, Plan
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 RC_LOCAL_BEGIN = "# BEGIN redis-provision"
 RC_LOCAL_END = "# END redis-provision"
 
 
-_environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), trim_blocks=True,
+_environment = jinja2.Environment(loader=jinja2.PackageLoader("provision", "templates"), trim_blocks=True,
                                   lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                                   autoescape=False)
 
@@ -96,7 +94,7 @@ def acl_file(plan: Plan) -> str:
 
 
 def start_script(plan: Plan, host_plan: HostPlan) -> str:
-    """The host's start guard (templates/start-redis.sh.j2): no secret in it."""
+    """The host's start guard (provision/templates/start-redis.sh.j2): no secret in it."""
     inventory = plan.inventory
     return _render("start-redis.sh.j2", host=host_plan.host, nodes=host_plan.nodes, layout=plan.layout,
                    sentinel_port=inventory.redis.sentinel_port, boot_dir=plan.layout.boot_dir,

@@ -2,11 +2,13 @@
 Shared by `invoke status`, `invoke failover` and `invoke drill`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 from provision import rediscli
 from provision.plan import Plan
 from provision.remote import Remote
+from provision.table import format_table
 
 
 @dataclass(frozen=True)
@@ -94,16 +96,28 @@ def format_view(plan: Plan, groups: tuple[GroupView, ...], unreachable: dict[str
         master_address = group.sentinel_master
         master = plan.host_by_data_address(master_address) if master_address else None
         lines.append(f"group {group.group}: master {master.name if master else '?'} ({master_address or 'no sentinel majority'})")
-        lines.append(f"  {'NODE':12} {'ROLE':8} {'OF':12} {'LINK':6} {'OFFSET':>12} {'LAG':>5}")
-        for node in group.nodes:
-            lines.append(f"  {node.host:12} {node.role:8} {node.master_host or '-':12} {node.link or '-':6} "
-                         f"{node.offset if node.offset is not None else '-':>12} "
-                         f"{str(node.lag) + 's' if node.lag is not None else '-':>5}")
-        lines.append(f"  {'SENTINEL':12} {'SEES MASTER':16} {'FLAGS':14} {'REPLICAS':>8} {'PEERS':>6}")
-        for sentinel in group.sentinels:
-            lines.append(f"  {sentinel.host:12} {sentinel.master_address or '-':16} {sentinel.flags:14} "
-                         f"{sentinel.replicas if sentinel.replicas is not None else '-':>8} "
-                         f"{sentinel.other_sentinels if sentinel.other_sentinels is not None else '-':>6}")
+        lines += format_table(("NODE", "ROLE", "OF", "LINK", "OFFSET", "LAG"),
+                              [(node.host, node.role, node.master_host, node.link, node.offset,
+                                None if node.lag is None else f"{node.lag}s") for node in group.nodes],
+                              right=frozenset({4, 5}), indent="  ")
+        lines += format_table(("SENTINEL", "SEES MASTER", "FLAGS", "REPLICAS", "PEERS"),
+                              [(sentinel.host, sentinel.master_address, sentinel.flags, sentinel.replicas,
+                                sentinel.other_sentinels) for sentinel in group.sentinels],
+                              right=frozenset({3, 4}), indent="  ")
     for name, reason in unreachable.items():
         lines.append(f"unreachable: {name}: {reason}")
     return "\n".join(lines)
+
+
+def format_json(plan: Plan, groups: tuple[GroupView, ...], unreachable: dict[str, str]) -> str:
+    """The same view for a program: groups in inventory order, hosts in inventory order."""
+    document = {"ok": not unreachable and all(group.sentinel_master for group in groups), "groups": [],
+                "unreachable": {name: unreachable[name] for name in sorted(unreachable)}}
+    for group in groups:
+        master_address = group.sentinel_master
+        master = plan.host_by_data_address(master_address) if master_address else None
+        document["groups"].append({"group": group.group, "master": master.name if master else None,
+                                   "master_address": master_address,
+                                   "nodes": [asdict(node) for node in group.nodes],
+                                   "sentinels": [asdict(sentinel) for sentinel in group.sentinels]})
+    return json.dumps(document, indent=2)

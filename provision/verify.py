@@ -15,7 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from provision import confparse, facts, primitives, rediscli, remote, render, topology
+from provision import confparse, facts, primitives, rediscli, remote, render, table, topology
 from provision.inventory import Group, Host
 from provision.plan import Plan
 from provision.remote import Remote
@@ -248,8 +248,9 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
 
 def run(plan: Plan) -> list[CheckResult]:
     connections, failed = remote.open_all(plan)
-    unreachable = {name: remote.reason(error) for name, error in failed.items()}
-    results: list[CheckResult] = [CheckResult(name, "ssh", False, reason) for name, reason in unreachable.items()]
+    # In inventory order, not in the order the connection attempts gave up: --json is diffed.
+    results: list[CheckResult] = [CheckResult(host_plan.host.name, "ssh", False, remote.reason(failed[host_plan.host.name]))
+                                  for host_plan in plan.hosts if host_plan.host.name in failed]
     with ThreadPoolExecutor(max_workers=plan.inventory.controller.parallel) as pool:
         try:
             agreed, agreement = _agreed_masters(plan, connections)
@@ -287,11 +288,8 @@ def run(plan: Plan) -> list[CheckResult]:
 
 
 def format_table(results: list[CheckResult]) -> str:
-    width_host = max([len(r.host) for r in results] + [4])
-    width_check = max([len(r.check) for r in results] + [5])
-    lines = [f"{'HOST':{width_host}}  {'CHECK':{width_check}}  RESULT  DETAIL"]
-    for result in results:
-        lines.append(f"{result.host:{width_host}}  {result.check:{width_check}}  {'ok' if result.ok else 'FAIL':6}  {result.detail}")
+    lines = table.format_table(("HOST", "CHECK", "RESULT", "DETAIL"),
+                               [(r.host, r.check, "ok" if r.ok else "FAIL", r.detail) for r in results])
     failed = sum(not r.ok for r in results)
     lines.append(f"{len(results)} checks, {len(results) - failed} ok, {failed} failed")
     return "\n".join(lines)

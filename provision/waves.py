@@ -35,6 +35,7 @@ class Runner:
         self.runs: dict[str, HostRun] = {}
         self.errors: dict[str, ProvisionError] = {}
         self.unreachable: set[str] = set()
+        self.ended: dict[str, float] = {}      # host → when it failed or was given up on (monotonic)
         self.pool = ThreadPoolExecutor(max_workers=max(1, parallel))
         self._step_started: dict[str, float] = {}
         self._stop = threading.Event()
@@ -52,6 +53,7 @@ class Runner:
 
     def fail(self, name: str, error: ProvisionError) -> None:
         self.errors[name] = error
+        self.ended.setdefault(name, time.monotonic())
         self.say(f"FAILED {error}")
 
     def each(self, runs: list[HostRun], step_name: str, function: Callable[[HostRun], None]) -> None:
@@ -82,10 +84,19 @@ class Runner:
             now = time.monotonic()
             for name, since in list(self._step_started.items()):
                 if now - since >= HEARTBEAT_SECONDS and name in self.runs:
-                    self.say(f"{name}: {self.runs[name].step} still running ({now - since:.0f}s)")
+                    remote = self.runs[name].remote
+                    command = (f"; running for {now - remote.command_started:.0f}s: {_shorten(remote.current_command)}"
+                               if remote.current_command else "")
+                    self.say(f"{name}: step {self.runs[name].step!r} still running ({now - since:.0f}s){command}")
 
     def close(self) -> None:
         self._stop.set()
         self.pool.shutdown(wait=True)
         for run in self.runs.values():
             run.remote.close()
+
+
+def _shorten(command: str, limit: int = 160) -> str:
+    """A heartbeat line stays one line: the command's first line, cut at `limit` characters."""
+    first = command.strip().splitlines()[0] if command.strip() else command
+    return first if len(first) <= limit and first == command.strip() else first[:limit] + " …"

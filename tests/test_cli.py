@@ -38,7 +38,7 @@ def test_limit_naming_an_unknown_host_is_refused_before_connecting(tmp_path):
     path = tmp_path / "inv.yml"
     path.write_text(yaml.safe_dump(base(), sort_keys=False))
     result = invoke("deploy", "--inventory", str(path), "--limit", "a,zz", env=ENVIRONMENT)
-    assert result.returncode == 2 and "--limit names unknown host(s): zz" in result.stderr
+    assert result.returncode == 2 and "--limit: zz matches no host or group" in result.stderr
 
 
 def test_every_documented_task_is_there():
@@ -46,3 +46,40 @@ def test_every_documented_task_is_there():
     for name in ("deploy", "verify", "status", "failover", "drill", "lab.up", "lab.down", "lab.status",
                  "lab.restart", "lab.signal", "lab.cut", "lab.heal", "lab.build"):
         assert f"  {name} " in listing or f"  {name}\n" in listing, name
+
+
+def test_every_task_exits_2_on_an_inventory_error(tmp_path):
+    for task in ("deploy", "verify", "status", "failover", "drill"):
+        result = invoke(task, "--inventory", "/nonexistent/inventory.yml")
+        assert result.returncode == 2, (task, result.stderr)
+        assert "cannot read the inventory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_flag_values_never_end_in_a_traceback(tmp_path):
+    path = tmp_path / "inv.yml"
+    path.write_text(yaml.safe_dump(base(), sort_keys=False))
+    for args in (("drill", "--seconds", "2.5x"), ("drill", "--seconds", "-1"), ("drill", "--mode", "explode"),
+                 ("failover", "--group", "nope"), ("deploy", "--log-file", "/nonexistent/dir/log")):
+        result = invoke(*args, "--inventory", str(path), env=ENVIRONMENT)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout and result.stderr.startswith("error: "), args
+
+
+def test_check_and_diff_have_ansibles_short_flags():
+    accepted = invoke("deploy", "-C", "-D", "--inventory", "/nonexistent/inventory.yml")
+    assert accepted.returncode == 2 and "cannot read the inventory" in accepted.stderr   # flags parsed
+    unknown = invoke("deploy", "-Z", "--inventory", "/nonexistent/inventory.yml")
+    assert unknown.returncode != 0 and "-Z" in unknown.stderr
+
+
+def test_json_output_reports_an_inventory_error_as_json_on_stdout(tmp_path):
+    import json
+    document = base()
+    document["groups"]["mymaster"]["quorum"] = 9
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    for task in ("deploy", "verify", "status"):
+        result = invoke(task, "--json", "--inventory", str(path), env=ENVIRONMENT)
+        parsed = json.loads(result.stdout)
+        assert result.returncode == 2 and parsed["ok"] is False
+        assert any("groups.mymaster.quorum" in problem for problem in parsed["problems"])

@@ -26,6 +26,16 @@ def test_plan_limit_keeps_only_named_hosts_and_rejects_unknown(lab_like_plan):
         planner.build(lab_like_plan.inventory, ("nope",))
 
 
+def test_limit_takes_group_names_and_globs_and_names_a_pattern_that_matches_nothing(lab_like_plan):
+    inventory = lab_like_plan.inventory
+    assert planner.limit_hosts(inventory, ("mymaster",)) == ("lab1", "lab2", "lab3")
+    assert planner.limit_hosts(inventory, ("lab[23]",)) == ("lab2", "lab3")
+    assert planner.limit_hosts(inventory, ("lab3", "lab1")) == ("lab1", "lab3")   # inventory order
+    assert planner.limit_hosts(inventory, ("my*",)) == ("lab1", "lab2", "lab3")  # a glob over group names
+    with pytest.raises(KeyError, match="db-\\* matches no host or group"):
+        planner.limit_hosts(inventory, ("lab1", "db-*"))
+
+
 def test_replica_config_has_replicaof_and_master_auth_on_every_node(lab_like_plan):
     replica = lab_like_plan.host_plan("lab2").nodes[0]
     text = render.redis_conf(lab_like_plan, replica, lab_like_plan.inventory.host("lab1"))

@@ -22,7 +22,7 @@ GUARD_WAIT_SECONDS = 120
 def start_command_for(layout: Layout, port: int | None, master: str | None = None,
                       wait_seconds: int = GUARD_WAIT_SECONDS) -> str:
     """A sentinel starts directly. A redis-server starts through the host's start guard
-    (templates/start-redis.sh.j2), which asks the Sentinels what it is first, as at boot;
+    (provision/templates/start-redis.sh.j2), which asks the Sentinels what it is first, as at boot;
     `master` skips the question, for a group no sentinel monitors yet."""
     # umask 0027: Redis creates the files it rewrites (CONFIG REWRITE, Sentinel's state) with
     # 0666 & ~umask, and those files hold passwords.

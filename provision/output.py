@@ -1,0 +1,83 @@
+"""Where the tool's words go: one `logging` logger, so a user picks the level (-v, -vv), adds a
+log file, and gets colour only on a terminal. Callers pass already-masked text; the log file is
+created 0600 anyway, because a log outlives the terminal it was meant for."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+
+LOGGER = logging.getLogger("provision")
+
+#: what each -v adds: 0 progress and recap, 1 every step as it starts, 2 every remote command
+LEVELS = {0: logging.INFO, 1: logging.INFO, 2: logging.DEBUG}
+
+_COLOURS = (
+    (re.compile(r"\b(FAILED|UNREACHABLE|FAIL|error)\b"), "\033[31m"),
+    (re.compile(r"\b(changed=\d+|would change|started as|set replicaof)\b"), "\033[33m"),
+    (re.compile(r"\b(unchanged|ok|PASS)\b"), "\033[32m"),
+)
+_RESET = "\033[0m"
+
+
+def say(message: str) -> None:
+    """A line of progress or a report (INFO)."""
+    ensure_configured()
+    LOGGER.info(message)
+
+
+def detail(message: str) -> None:
+    """A line only -vv (or a log file) shows (DEBUG): each command sent to a host."""
+    ensure_configured()
+    LOGGER.debug(message)
+
+
+def colourise(text: str) -> str:
+    """The words an operator scans for, in colour (red failures, yellow changes, green ok)."""
+    for pattern, colour in _COLOURS:
+        text = pattern.sub(lambda match: f"{colour}{match.group(0)}{_RESET}", text)
+    return text
+
+
+class _TerminalFormatter(logging.Formatter):
+    def __init__(self, colour: bool):
+        super().__init__("%(message)s")
+        self.colour = colour
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return colourise(text) if self.colour else text
+
+
+def wants_colour(stream) -> bool:
+    """Colour on a terminal only, and never when NO_COLOR is set (no-color.org)."""
+    return hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ \
+        and os.environ.get("TERM") != "dumb"
+
+
+def configure(verbosity: int = 0, log_file: str | None = None, stream=None) -> None:
+    """Route the logger to `stream` (stdout) at the level -v/-vv ask for, and, with `log_file`,
+    everything down to DEBUG into that file with timestamps (appended, mode 0600)."""
+    stream = stream or sys.stdout
+    for handler in list(LOGGER.handlers):
+        LOGGER.removeHandler(handler)
+        handler.close()
+    LOGGER.setLevel(logging.DEBUG)
+    LOGGER.propagate = False
+    terminal = logging.StreamHandler(stream)
+    terminal.setLevel(LEVELS[min(max(verbosity, 0), 2)])
+    terminal.setFormatter(_TerminalFormatter(wants_colour(stream)))
+    LOGGER.addHandler(terminal)
+    if log_file:
+        descriptor = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        file_handler = logging.StreamHandler(os.fdopen(descriptor, "a", encoding="utf-8"))
+        file_handler.setLevel(logging.DEBUG)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        LOGGER.addHandler(file_handler)
+
+
+def ensure_configured() -> None:
+    """Library use without the CLI still prints progress (as print did)."""
+    if not LOGGER.handlers:
+        configure()

@@ -1,0 +1,158 @@
+"""The command line: one Invoke task collection, run two ways with the same flags.
+
+- `invoke deploy …` inside a clone (tasks.py there adds the lab's tasks to this collection);
+- `redis-provision deploy …` anywhere after `pip install` (the console script: `program`).
+
+Each task parses its flags, calls provision.cli and turns the outcome into the exit code every
+task shares: 0 ok, 1 a host or a check failed, 2 bad input (inventory, flag or flag value).
+"""
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+from typing import Callable
+
+from invoke import Collection, Exit, Program, Task, task
+from invoke.exceptions import ParseError
+
+from provision import cli, output
+from provision.errors import InventoryError, ProvisionError, UsageError
+
+DEFAULT_INVENTORY = "inventory/lab.yml"
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+class _Task(Task):
+    """Ansible's -C/--check and -D/--diff: Invoke derives only lower-case short flags, so the
+    upper-case ones are added here."""
+
+    EXTRA_SHORT_FLAGS = {"check": "C", "diff": "D"}
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        extra = self.EXTRA_SHORT_FLAGS.get(name)
+        if extra and extra not in taken_names:
+            opts["names"].append(extra)
+        return opts
+
+
+COMMON_HELP = {"inventory": f"inventory file (default {DEFAULT_INVENTORY})",
+               "verbose": "-v: every step as it starts; -vv: every command sent to a host",
+               "log_file": "also append everything (down to -vv detail) to this file, mode 0600"}
+
+
+def _task(help: dict[str, str], **options):
+    return task(klass=_Task, help={**COMMON_HELP, **help}, incrementable=["verbose"], **options)
+
+
+def _run(work: Callable[[], bool], verbose: int, log_file: str | None, as_json: bool = False) -> None:
+    """Set up output, run, and map the outcome to the exit code. With --json, stdout carries one
+    JSON document (an error too) and progress goes to stderr."""
+    try:
+        output.configure(int(verbose), log_file, stream=sys.stderr if as_json else sys.stdout)
+    except OSError as error:
+        raise Exit(f"error: --log-file {log_file}: {error.strerror}", EXIT_BAD_INPUT)
+    try:
+        ok = work()
+    except (InventoryError, UsageError) as error:
+        _fail(error, EXIT_BAD_INPUT, as_json)
+    except ProvisionError as error:
+        _fail(error, EXIT_FAILED, as_json)
+    except KeyboardInterrupt:
+        raise Exit("interrupted", 130)
+    if not ok:
+        raise Exit(code=EXIT_FAILED)
+
+
+def _fail(error: ProvisionError, code: int, as_json: bool) -> None:
+    if as_json:
+        import json
+        print(json.dumps({"ok": False, "error": str(error), "problems": getattr(error, "problems", [str(error)])},
+                         indent=2), flush=True)
+        raise Exit(code=code)
+    raise Exit(f"error: {error}", code)
+
+
+def _seconds(flag: str, value: str, maximum: float = 3600) -> float:
+    """A number of seconds from a flag (Invoke's own int/float casts end in a traceback)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UsageError(f"--{flag}: expected a number of seconds, got {value!r}") from None
+    if not 0 < seconds <= maximum:
+        raise UsageError(f"--{flag}: expected seconds above 0 and at most {maximum:g}, got {value!r}")
+    return seconds
+
+
+@_task({"check": "change nothing; report what would change (-C)",
+        "diff": "show unified diffs of the files that change, secrets masked (-D)",
+        "limit": "only these hosts: comma-separated host names, group names or globs (lab[12], db-*)",
+        "json": "print the recap as JSON on stdout (progress goes to stderr)",
+        "artifact_dir": "controller-side cache of built binaries"})
+def deploy(c, inventory=DEFAULT_INVENTORY, check=False, diff=False, limit=None, verbose=0, log_file=None,
+           json=False, artifact_dir=None):
+    """Deploy Redis master/replicas/Sentinels as the inventory describes (idempotent)."""
+    _run(lambda: cli.deploy(inventory, check=check, diff=diff, limit=limit, verbose=verbose > 0,
+                            artifact_dir=artifact_dir, as_json=json).ok, verbose, log_file, json)
+
+
+@_task({"json": "machine-readable output on stdout"})
+def verify(c, inventory=DEFAULT_INVENTORY, json=False, verbose=0, log_file=None):
+    """Check the deployment read-only (roles per the Sentinels' current view); exit 1 if any check fails."""
+    _run(lambda: cli.verify(inventory, as_json=json), verbose, log_file, json)
+
+
+@_task({"json": "machine-readable output on stdout"})
+def status(c, inventory=DEFAULT_INVENTORY, json=False, verbose=0, log_file=None):
+    """Live topology per group: master, replicas with lag, each sentinel's view."""
+    _run(lambda: cli.status(inventory, as_json=json), verbose, log_file, json)
+
+
+@_task({"group": "replication group (default: the only one)"})
+def failover(c, inventory=DEFAULT_INVENTORY, group=None, verbose=0, log_file=None):
+    """Controlled switchover via SENTINEL FAILOVER; waits until it is complete and prints the time."""
+    _run(lambda: bool(cli.failover(inventory, group)), verbose, log_file)
+
+
+@_task({"mode": "kill, stop, partition, restart (kill -9 and start at once) or reboot (the host)",
+        "allow_reboot": "let --mode reboot reboot a host that is not a lab host",
+        "seconds": "how long a stopped or partitioned master stays away (default 10)",
+        "group": "replication group (default: the first)"})
+def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds="10", group=None, allow_reboot=False, verbose=0,
+          log_file=None):
+    """Fail the master under a writing client and measure: time to new master, unavailability,
+    lost writes per kind, time with two writable masters. --mode kill|stop|partition|restart|reboot;
+    reboot of a host that is not a lab host needs --allow-reboot."""
+    _run(lambda: cli.drill(inventory, mode=mode, seconds=_seconds("seconds", seconds), group=group,
+                           allow_reboot=allow_reboot).ok, verbose, log_file)
+
+
+def collection() -> Collection:
+    """The tasks every install has (a clone adds `lab`)."""
+    return Collection(deploy, verify, status, failover, drill)
+
+
+class _Program(Program):
+    """Invoke's Program exits 1 on a flag it cannot parse; this tool's bad-input code is 2."""
+
+    def parse_core(self, argv):
+        try:
+            super().parse_core(argv)
+        except ParseError as error:
+            raise Exit(str(error), EXIT_BAD_INPUT)
+
+    def parse_tasks(self):
+        try:
+            super().parse_tasks()
+        except ParseError as error:
+            raise Exit(str(error), EXIT_BAD_INPUT)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("redis-provision")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+program = _Program(namespace=collection(), name="redis-provision", binary="redis-provision", version=_version())
