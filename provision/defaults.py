@@ -44,5 +44,8 @@ TRANSPARENT_HUGEPAGE = "never"
 # controller
 PARALLEL = 10
 CONNECT_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 3600.0        # seconds a single remote command may run (a compile is the longest)
+KEEPALIVE = 15                  # seconds between SSH keepalives (a NAT or firewall keeps the session)
+USER_SSH_CONFIG = "~/.ssh/config"
 KNOWN_HOSTS = "~/.ssh/known_hosts"
 HOST_KEY_CHECKING = "accept-new"       # as OpenSSH's StrictHostKeyChecking

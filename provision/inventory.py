@@ -10,10 +10,12 @@ import hashlib
 import ipaddress
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import paramiko
 import yaml
 
 from provision import defaults, directives
@@ -87,9 +89,9 @@ class Host:
     name: str
     address: str
     data_address: str
-    user: str = defaults.SSH_USER
-    port: int = defaults.SSH_PORT
-    key: str | None = None
+    user: str | None = None      # None: ssh_config's User, else defaults.SSH_USER
+    port: int | None = None      # None: ssh_config's Port, else 22
+    key: str | None = None       # absolute (resolved against the inventory's folder)
     sudo: bool = False
 
 
@@ -165,8 +167,12 @@ class Controller:
     network_namespace: str | None = None
     parallel: int = defaults.PARALLEL
     connect_timeout: float = defaults.CONNECT_TIMEOUT
-    known_hosts: str = defaults.KNOWN_HOSTS
+    command_timeout: float = defaults.COMMAND_TIMEOUT
+    keepalive: int = defaults.KEEPALIVE
+    known_hosts: str = os.path.expanduser(defaults.KNOWN_HOSTS)
     host_key_checking: str = defaults.HOST_KEY_CHECKING
+    ssh_config: str | None = None     # None: ~/.ssh/config when it exists
+    gateway: str | None = None        # [user@]host[:port] or an ssh_config alias: the jump host for all hosts
 
 
 @dataclass(frozen=True)
@@ -394,7 +400,23 @@ def path_problem(value: str) -> str | None:
     return None
 
 
-def _read_hosts(problems: _Problems, data: Any) -> tuple[Host, ...]:
+def resolve_ipv4(name: str) -> str | None:
+    """The first IPv4 address of a host name (DNS or /etc/hosts), None when it has none."""
+    try:
+        return socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except (OSError, IndexError, UnicodeError):
+        return None
+
+
+def _ssh_config_hostname(ssh_config: "paramiko.SSHConfig | None", address: str) -> str:
+    """What ssh would connect to for `address`: its HostName in ssh_config, else itself."""
+    if ssh_config is None:
+        return address
+    return ssh_config.lookup(address).get("hostname", address)
+
+
+def _read_hosts(problems: _Problems, data: Any, base_dir: Path, ssh_config: "paramiko.SSHConfig | None",
+                resolve: Callable[[str], str | None]) -> tuple[Host, ...]:
     hosts = []
     if not isinstance(data, dict) or not data:
         problems.add(("hosts",), "expected a mapping of host name to its SSH address, with at least one host")
@@ -407,35 +429,52 @@ def _read_hosts(problems: _Problems, data: Any) -> tuple[Host, ...]:
             problems.add(key_path, "host names are letters, digits, '-', '_' and '.'")
             continue
         section = _Section(problems, key_path, spec, "address, user, port, key, sudo, data_address")
-        address = section.get("address", str, what="the SSH address or name")
+        address = section.get("address", str, what="the SSH address, host name or ssh_config alias")
+        data_given = "data_address" in section.data if isinstance(section.data, dict) else False
         data_address = section.get("data_address", str, address)
-        user = section.get("user", str, defaults.SSH_USER)
-        port = section.positive_int("port", defaults.SSH_PORT, maximum=65535)
+        user = section.get("user", str, None)
+        port = section.positive_int("port", None, maximum=65535)
         key = section.get("key", str, None)
         sudo = section.get("sudo", bool, False)
         section.finish()
         if address is None:
             continue
-        for field_name, value, must_be_ip in (("address", address, False), ("data_address", data_address, True)):
-            problem = address_problem(value, must_be_ip) if isinstance(value, str) else None
+        for field_name, value in (("address", address), ("data_address", data_address)):
+            problem = address_problem(value) if isinstance(value, str) else None
             if problem:
                 problems.add(key_path + (field_name,), problem)
+                data_address = None
+        if isinstance(data_address, str) and address_problem(data_address, must_be_ip=True):
+            # Redis binds to the data address and Sentinel announces it, so a name is resolved
+            # here, once, on the controller: every config file then carries the same IP.
+            looked_up = data_address if data_given else _ssh_config_hostname(ssh_config, address)
+            resolved = looked_up if not address_problem(looked_up, must_be_ip=True) else resolve(looked_up)
+            if resolved is None:
+                where = "data_address" if data_given else "address"
+                problems.add(key_path + (where,),
+                             f"{looked_up!r} does not resolve to an IPv4 address on this controller; Redis binds to "
+                             "the data address and Sentinel announces it, so give data_address as an IP address")
+            data_address = resolved
         if user is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
             problems.add(key_path + ("user",), f"expected a login name, got {user!r}")
         if key is not None and CONTROL_CHARACTERS.search(key):
             problems.add(key_path + ("key",), "control characters in a key path")
+            key = None
+        if key is not None:
+            key = str(base_dir / os.path.expanduser(key))     # an absolute path stays as it is
+            if not os.path.isfile(key) or not os.access(key, os.R_OK):
+                problems.add(key_path + ("key",), f"{key} is not a readable file (a private key; a relative path "
+                                                  "is taken from the inventory's folder)")
         if (address, port) in seen_ssh:
             problems.add(key_path + ("address",),
-                         f"{address}:{port} is also the SSH address of host {seen_ssh[(address, port)]!r}")
+                         f"{address}:{port or 22} is also the SSH address of host {seen_ssh[(address, port)]!r}")
         seen_ssh[(address, port)] = name
-        if data_address in seen_data:
+        if data_address is not None and data_address in seen_data:
             problems.add(key_path + ("data_address",),
                          f"{data_address} is also the data address of host {seen_data[data_address]!r}")
         seen_data[data_address] = name
-        if key is not None:
-            key = os.path.expanduser(key)
         hosts.append(Host(name=name, address=address, data_address=data_address or address, user=user,
-                          port=port or 22, key=key, sudo=bool(sudo)))
+                          port=port, key=key, sudo=bool(sudo)))
     return tuple(hosts)
 
 
@@ -701,16 +740,50 @@ def _read_system(problems: _Problems, data: Any) -> System:
     return System(sysctl=tuple(sorted(sysctl.items())), transparent_hugepage=thp)
 
 
-def _read_controller(problems: _Problems, data: Any) -> Controller:
+def _seconds(problems: _Problems, section: "_Section", key: str, default: float, maximum: float) -> float:
+    value = section.get(key, (int, float), default)
+    if value is None or isinstance(value, bool) or not 0 < value <= maximum:
+        if value is not None:
+            problems.add(("controller", key), f"expected seconds above 0 and at most {maximum:g}, got {value!r}")
+        return default
+    return float(value)
+
+
+def _controller_path(problems: _Problems, section: "_Section", key: str, default: str | None, base_dir: Path,
+                     must_exist: bool) -> str | None:
+    """A controller-side file: ~ expanded, a relative path taken from the inventory's folder."""
+    value = section.get(key, str, default)
+    if value is None:
+        return None
+    if CONTROL_CHARACTERS.search(value):
+        problems.add(("controller", key), "control characters in a path")
+        return None
+    path = str(base_dir / os.path.expanduser(value))
+    if must_exist and not os.path.isfile(path):
+        problems.add(("controller", key), f"{path} does not exist (a relative path is taken from the inventory's "
+                                          "folder)")
+        return None
+    return path
+
+
+GATEWAY_PATTERN = re.compile(r"(?:[a-z_][a-z0-9_-]{0,31}@)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}(?::[0-9]{1,5})?")
+
+
+def _read_controller(problems: _Problems, data: Any, base_dir: Path) -> Controller:
     section = _Section(problems, ("controller",), data if data is not None else {},
-                       "network_namespace, parallel, connect_timeout, known_hosts, host_key_checking")
+                       "network_namespace, parallel, connect_timeout, command_timeout, keepalive, known_hosts, "
+                       "host_key_checking, ssh_config, gateway")
     namespace = section.get("network_namespace", str, None)
     parallel = section.positive_int("parallel", defaults.PARALLEL, maximum=256)
-    timeout = section.get("connect_timeout", (int, float), defaults.CONNECT_TIMEOUT)
-    if timeout is not None and not 0 < timeout <= 600:
-        problems.add(("controller", "connect_timeout"), f"expected seconds above 0 and at most 600, got {timeout!r}")
-        timeout = defaults.CONNECT_TIMEOUT
-    known_hosts = section.get("known_hosts", str, defaults.KNOWN_HOSTS)
+    timeout = _seconds(problems, section, "connect_timeout", defaults.CONNECT_TIMEOUT, 600)
+    command_timeout = _seconds(problems, section, "command_timeout", defaults.COMMAND_TIMEOUT, 86400)
+    keepalive = section.positive_int("keepalive", defaults.KEEPALIVE, maximum=3600)
+    known_hosts = _controller_path(problems, section, "known_hosts", defaults.KNOWN_HOSTS, base_dir, False)
+    ssh_config = _controller_path(problems, section, "ssh_config", None, base_dir, True)
+    gateway = section.get("gateway", str, None)
+    if gateway is not None and not GATEWAY_PATTERN.fullmatch(gateway):
+        problems.add(("controller", "gateway"), f"expected [user@]host[:port] or an ssh_config alias, got {gateway!r}")
+        gateway = None
     # YAML reads an unquoted yes/no as a boolean; OpenSSH's words mean the same.
     raw_checking = section.data.get("host_key_checking")
     if isinstance(raw_checking, bool):
@@ -719,8 +792,21 @@ def _read_controller(problems: _Problems, data: Any) -> Controller:
     if checking not in HOST_KEY_CHECKING:
         problems.add(("controller", "host_key_checking"), f"expected one of {', '.join(HOST_KEY_CHECKING)}, got {checking!r}")
     section.finish()
-    return Controller(network_namespace=namespace, parallel=parallel or defaults.PARALLEL, connect_timeout=float(timeout),
-                      known_hosts=os.path.expanduser(known_hosts), host_key_checking=checking)
+    return Controller(network_namespace=namespace, parallel=parallel or defaults.PARALLEL, connect_timeout=timeout,
+                      command_timeout=command_timeout, keepalive=keepalive or defaults.KEEPALIVE,
+                      known_hosts=known_hosts or os.path.expanduser(defaults.KNOWN_HOSTS), host_key_checking=checking,
+                      ssh_config=ssh_config, gateway=gateway)
+
+
+def load_ssh_config(controller: Controller) -> "paramiko.SSHConfig | None":
+    """The ssh_config the controller's connections honour: the inventory's, else ~/.ssh/config."""
+    path = controller.ssh_config or os.path.expanduser(defaults.USER_SSH_CONFIG)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return paramiko.SSHConfig.from_path(path)
+    except (OSError, paramiko.SSHException, ValueError):
+        return None
 
 
 def _check_topology(problems: _Problems, hosts: tuple[Host, ...], groups: tuple[Group, ...],
@@ -783,7 +869,8 @@ def _check_topology(problems: _Problems, hosts: tuple[Host, ...], groups: tuple[
 TOP_LEVEL_KEYS = ("controller", "hosts", "redis", "groups", "sentinels", "acl", "system")
 
 
-def load(path: str | os.PathLike, environment: dict[str, str] | None = None) -> Inventory:
+def load(path: str | os.PathLike, environment: dict[str, str] | None = None,
+         resolve: Callable[[str], str | None] | None = None) -> Inventory:
     """Read and validate an inventory; raise InventoryError listing every problem."""
     path = str(path)
     environment = dict(os.environ) if environment is None else environment
@@ -805,8 +892,9 @@ def load(path: str | os.PathLike, environment: dict[str, str] | None = None) -> 
                               "keep only the last one)")
     top = _Section(problems, (), data, "the inventory")
     base_dir = Path(path).resolve().parent
-    controller = _read_controller(problems, top.get("controller", dict, {}))
-    hosts = _read_hosts(problems, top.get("hosts", dict, {}))
+    controller = _read_controller(problems, top.get("controller", dict, {}), base_dir)
+    hosts = _read_hosts(problems, top.get("hosts", dict, {}), base_dir, load_ssh_config(controller),
+                        resolve or resolve_ipv4)
     redis = _read_redis(problems, top.get("redis", dict, what="version and source"), base_dir)
     groups = _read_groups(problems, top.get("groups", dict, {}), redis.port if redis else None)
     sentinels = _check_topology(problems, hosts, groups, top.get("sentinels", list, []), redis)

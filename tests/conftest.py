@@ -26,6 +26,16 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "lab_teardown: runs last, takes the session's lab down")
 
 
+#: the only names the tests resolve; nothing is ever asked of a real DNS server
+TEST_NAMES = {"redis-a.lan": "10.0.0.21", "localhost": "127.0.0.1"}
+
+
+@pytest.fixture(autouse=True)
+def no_dns(monkeypatch):
+    """Tests send no DNS query: names resolve from TEST_NAMES or not at all."""
+    monkeypatch.setattr(inventory, "resolve_ipv4", TEST_NAMES.get)
+
+
 @pytest.fixture
 def lab_like_plan(tmp_path):
     """The lab's shape (3 hosts, one group, 3 sentinels) as a plan, for tests without SSH."""

@@ -3,6 +3,8 @@ any host is touched."""
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -143,8 +145,18 @@ BAD = [
      "redis.settings.maxclients: a newline or control character would start another directive"),
     ("data address with a newline", mutate(("hosts", "a", "data_address"), "10.0.0.1\nloadmodule /tmp/x.so"),
      "hosts.a.data_address: expected an IP address"),
-    ("data address that is a name", mutate(("hosts", "a", "data_address"), "redis-a.example"),
-     "hosts.a.data_address: expected an IP address (Redis binds to it"),
+    ("data address that does not resolve", mutate(("hosts", "a", "data_address"), "redis-a.example"),
+     "hosts.a.data_address: 'redis-a.example' does not resolve to an IPv4 address on this controller"),
+    ("SSH name that does not resolve, no data address", mutate(("hosts", "a", "address"), "nowhere.example"),
+     "hosts.a.address: 'nowhere.example' does not resolve to an IPv4 address"),
+    ("key file that does not exist", mutate(("hosts", "a", "key"), "keys/missing_ed25519"),
+     "keys/missing_ed25519 is not a readable file (a private key; a relative path is taken from the inventory's"),
+    ("ssh_config that does not exist", mutate(("controller",), {"ssh_config": "no-such-ssh-config"}),
+     "controller.ssh_config: "),
+    ("gateway with a shell word", mutate(("controller",), {"gateway": "jump;id"}),
+     "controller.gateway: expected [user@]host[:port] or an ssh_config alias"),
+    ("command timeout of zero", mutate(("controller",), {"command_timeout": 0}),
+     "controller.command_timeout: expected seconds above 0"),
     ("install dir with a command substitution", mutate(("redis", "install_dir"), "/app/r$(touch /tmp/pwned)"),
      "redis.install_dir: expected an absolute directory: letters"),
     ("install dir with ..", mutate(("redis", "install_dir"), "/app/../etc/redis"), "redis.install_dir: expected an absolute directory"),
@@ -232,12 +244,19 @@ def test_bad_inventory_makes_no_ssh_connection(tmp_path, monkeypatch, label, cha
     assert attempts == []
 
 
-def test_shipped_example_inventories_are_valid(monkeypatch):
+def test_shipped_example_inventories_are_valid(monkeypatch, tmp_path):
     for variable in ("REDIS_ADMIN_PASSWORD", "REDIS_REPLICATION_PASSWORD", "REDIS_SENTINEL_PASSWORD", "REDIS_APP_PASSWORD"):
         monkeypatch.setenv(variable, f"{variable.lower()}-example")
-    root = __import__("pathlib").Path(__file__).parent.parent / "inventory"
+    root = Path(__file__).parent.parent
+    # A copy, with the key files the examples name (Vagrant makes them at `vagrant up`).
+    copy_root = tmp_path / "clone"
+    shutil.copytree(root / "inventory", copy_root / "inventory")
+    for machine in ("redis1", "redis2", "redis3"):
+        key = copy_root / ".vagrant" / "machines" / machine / "virtualbox" / "private_key"
+        key.parent.mkdir(parents=True)
+        key.write_text("not a real key\n")
     for name in ("prod.yml", "vagrant.yml"):
-        loaded = inventory.load(root / name)
+        loaded = inventory.load(copy_root / "inventory" / name)
         assert len(loaded.sentinels) == 3 and loaded.groups[0].name == "mymaster"
 
 
@@ -314,3 +333,36 @@ def test_hostile_yaml_is_a_clear_problem_within_a_second(tmp_path, label, text, 
     assert time.monotonic() - started < 1.0
     problems = caught.value.problems
     assert any(problem.startswith(str(path)) and expected in problem for problem in problems), problems
+
+
+def test_relative_key_and_known_hosts_are_taken_from_the_inventorys_folder(tmp_path, monkeypatch):
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "id_ed25519").write_text("key\n")
+    document = base()
+    document["hosts"]["a"]["key"] = "keys/id_ed25519"
+    document["controller"] = {"known_hosts": "state/known_hosts"}
+    monkeypatch.chdir("/")                      # not where the inventory is
+    loaded = inventory.load(write(tmp_path, document), ENVIRONMENT)
+    assert loaded.host("a").key == str(tmp_path / "keys" / "id_ed25519")
+    assert loaded.controller.known_hosts == str(tmp_path / "state" / "known_hosts")
+
+
+def test_a_data_address_given_as_a_name_is_resolved_once_and_rendered_as_its_ip(tmp_path):
+    from provision import plan as planner, render
+    document = base()
+    document["hosts"]["a"]["data_address"] = "redis-a.lan"          # tests' resolver: 10.0.0.21
+    built = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    assert built.inventory.host("a").data_address == "10.0.0.21"
+    sentinel_conf = render.sentinel_conf(built, built.inventory.host("b"), {"mymaster": "10.0.0.21"})
+    assert "sentinel monitor mymaster 10.0.0.21 6379 2" in sentinel_conf
+    assert "redis-a.lan" not in sentinel_conf
+
+
+def test_an_ssh_config_alias_takes_its_data_address_from_hostname(tmp_path):
+    (tmp_path / "ssh_config").write_text("Host db-a\n  HostName 10.0.0.31\n  User deploy\n  Port 2222\n")
+    document = base()
+    document["controller"] = {"ssh_config": "ssh_config"}
+    document["hosts"]["a"] = {"address": "db-a"}
+    loaded = inventory.load(write(tmp_path, document), ENVIRONMENT)
+    host = loaded.host("a")
+    assert (host.address, host.data_address, host.user, host.port) == ("db-a", "10.0.0.31", None, None)
