@@ -13,15 +13,14 @@ import os
 import posixpath
 import shlex
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
 
-from provision import output
+from provision import defaults, known_hosts, output
 from provision.errors import HostError, ProvisionError
 from provision.inventory import Host
 
@@ -40,9 +39,9 @@ class CommandResult:
         return self.exit_code == 0
 
 
-def _wrap_privileged(host: Host, command: str) -> str:
+def _wrap_privileged(host: Host, user: str, command: str) -> str:
     """Non-root users with `sudo: true` run every command through `sudo -n sh -c`."""
-    if host.user == "root" or not host.sudo:
+    if user == "root" or not host.sudo:
         return command
     return f"sudo -n sh -c {shlex.quote(command)}"
 
@@ -50,9 +49,12 @@ def _wrap_privileged(host: Host, command: str) -> str:
 class Remote:
     """A live SSH session to one host: run commands, write files atomically."""
 
-    def __init__(self, host: Host, connection: Connection):
+    def __init__(self, host: Host, connection: Connection, user: str = defaults.SSH_USER,
+                 command_timeout: float | None = None):
         self.host = host
         self.connection = connection
+        self.user = user                      # the login user in effect (inventory, ssh_config or root)
+        self.command_timeout = command_timeout
         self.commands_run = 0
         self.current_command: str | None = None   # what a heartbeat names when a step is slow
         self.command_started = 0.0
@@ -63,7 +65,8 @@ class Remote:
 
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None) -> CommandResult:
         """Run a shell command; never raises for a non-zero exit (callers decide)."""
-        wrapped = _wrap_privileged(self.host, command)
+        wrapped = _wrap_privileged(self.host, self.user, command)
+        timeout = timeout if timeout is not None else self.command_timeout
         output.detail(f"{self.name}: $ {command}")
         self.current_command, self.command_started = command, time.monotonic()
         transport = self.connection.client.get_transport()
@@ -150,18 +153,18 @@ class Remote:
     def download(self, step: str, path: str, local) -> None:
         """Fetch a file over SFTP. SFTP runs as the SSH user, not through sudo, so for a sudo
         user the file is first copied to a private temporary file that user owns."""
-        if self.host.user == "root" or not self.host.sudo:
+        if self.user == "root" or not self.host.sudo:
             self.connection.get(path, local)
             return
         staging = f"/tmp/.provision-download-{os.getpid()}-{time.monotonic_ns()}"
-        self.check(step, f"install -m 600 -o {shlex.quote(self.host.user)} {shlex.quote(path)} {shlex.quote(staging)}")
+        self.check(step, f"install -m 600 -o {shlex.quote(self.user)} {shlex.quote(path)} {shlex.quote(staging)}")
         try:
             self.connection.get(staging, local)
         finally:
             self.run(f"rm -f {shlex.quote(staging)}")
 
     def close(self) -> None:
-        self.connection.close()
+        _close_chain(self.connection)
 
 
 def _install_command(fill: str, directory: str, path: str, mode: int, owner: str, group: str) -> str:
@@ -174,82 +177,98 @@ def _install_command(fill: str, directory: str, path: str, mode: int, owner: str
             f"chmod {mode:o} \"$t\" && mv -Tf \"$t\" {q(path)} || {{ rm -f \"$t\"; exit 1; }}")
 
 
-def _connected_socket(host: Host, timeout: float) -> socket.socket:
-    """A TCP socket to the host's sshd with Nagle off: SSH's small request/reply packets
-    otherwise wait on delayed ACKs, ~40 ms a command."""
-    sock = socket.create_connection((host.address, host.port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.settimeout(None)
-    return sock
+def _effective(host: Host, ssh_config: paramiko.SSHConfig | None) -> tuple[str, int]:
+    """User and port as OpenSSH picks them: the inventory where it says so, else ssh_config's
+    User/Port for the address, else root and 22."""
+    found = ssh_config.lookup(host.address) if ssh_config is not None else {}
+    user = host.user or found.get("user") or defaults.SSH_USER
+    port = host.port or int(found.get("port", defaults.SSH_PORT))
+    return user, port
 
 
-_known_hosts_lock = threading.Lock()
+def _fabric_config(controller) -> Config:
+    """Fabric's config with the controller's ssh_config (or ~/.ssh/config, Fabric's default)."""
+    if controller.ssh_config:
+        return Config(runtime_ssh_path=controller.ssh_config)
+    return Config()
 
 
-class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
-    """OpenSSH's accept-new: a host never seen is recorded in known_hosts; a host whose key
-    differs from the recorded one is refused (paramiko raises BadHostKeyException for that)."""
-
-    def __init__(self, known_hosts: str):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key):
-        with _known_hosts_lock:
-            keys = paramiko.HostKeys()
-            if os.path.exists(self.known_hosts):
-                keys.load(self.known_hosts)
-            keys.add(hostname, key.get_name(), key)
-            os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)
-            temporary = f"{self.known_hosts}.provision-{os.getpid()}-{threading.get_ident()}"
-            keys.save(temporary)
-            os.replace(temporary, self.known_hosts)
+def _hops(connection: Connection) -> list[Connection]:
+    """The connection and the jump hosts in front of it, nearest first."""
+    chain = [connection]
+    while isinstance(chain[-1].gateway, Connection):
+        chain.append(chain[-1].gateway)
+    return chain
 
 
-def _apply_host_key_policy(connection: Connection, known_hosts: str, checking: str) -> None:
-    """Fabric accepts any host key (AutoAddPolicy, known_hosts never read); put OpenSSH's
-    behaviour back."""
-    client = connection.client
-    if checking == "no":
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        return
-    if os.path.exists(known_hosts):
-        client.load_host_keys(known_hosts)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy() if checking == "yes" else _AcceptNewPolicy(known_hosts))
+def _describe_error(error: BaseException, target: str, timeout: float) -> str:
+    """What an operator can act on, instead of paramiko's words (\"No existing session\")."""
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve {target.split('@')[-1].rsplit(':', 1)[0]}: {error.strerror} (not in DNS or /etc/hosts, " \
+               f"and no HostName for it in ssh_config)"
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return f"no answer within {timeout:g}s (connect_timeout)"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error)
+    if "banner" in text.lower() or text == "No existing session":
+        return (f"no SSH banner within {timeout:g}s: something accepted the connection but is not an SSH server "
+                f"answering (a hung sshd, or another service on that port)")
+    if isinstance(error, paramiko.AuthenticationException):
+        return f"authentication failed ({text}); keys tried: the inventory's key, ssh_config's IdentityFile, " \
+               "ssh-agent and ~/.ssh/id_*"
+    return f"{type(error).__name__}: {text}"
 
 
-def connect(host: Host, timeout: float = 10.0, known_hosts: str = os.path.expanduser("~/.ssh/known_hosts"),
-            host_key_checking: str = "accept-new") -> Remote:
-    """Open the run's one SSH connection to a host; HostError(step='connect') when unreachable
-    or when its host key is unknown (checking yes) or differs from known_hosts."""
-    try:
-        sock = _connected_socket(host, timeout)
-    except OSError as error:
-        raise HostError(host.name, "connect", f"tcp {host.address}:{host.port}",
-                        error.strerror or str(error)) from None
-    connect_kwargs = {"sock": sock, "banner_timeout": timeout, "auth_timeout": timeout}
+def connect(host: Host, controller) -> Remote:
+    """Open the run's one SSH connection to a host, the way ssh would: Fabric makes it (with
+    ssh_config's alias, HostName, User, Port, IdentityFile and ProxyJump, or the inventory's
+    gateway), keys from the inventory and ssh-agent, known_hosts as OpenSSH keeps it. Then Nagle
+    goes off on the TCP socket (SSH's small request/reply packets otherwise wait on delayed ACKs,
+    ~40 ms a command) and a keepalive goes on. HostError(step='connect') when it cannot."""
+    config = _fabric_config(controller)
+    user, port = _effective(host, config.base_ssh_config)
+    timeout = controller.connect_timeout
+    connect_kwargs = {"banner_timeout": timeout, "auth_timeout": timeout, "allow_agent": True}
     if host.key:
-        connect_kwargs.update(key_filename=host.key, look_for_keys=False, allow_agent=False)
-    connection = Connection(host.address, user=host.user, port=host.port, connect_timeout=timeout,
-                            connect_kwargs=connect_kwargs)
-    _apply_host_key_policy(connection, known_hosts, host_key_checking)
+        connect_kwargs["key_filename"] = [host.key]
+    gateway = Connection(controller.gateway, config=config, connect_timeout=timeout,
+                         connect_kwargs=dict(connect_kwargs)) if controller.gateway else None
+    connection = Connection(host.address, user=user, port=port, config=config, gateway=gateway,
+                            connect_timeout=timeout, connect_kwargs=connect_kwargs)
+    target = f"ssh {connection.user}@{connection.host}:{connection.port}"
+    if isinstance(connection.gateway, Connection):
+        target += " via " + " via ".join(f"{hop.user}@{hop.host}:{hop.port}" for hop in _hops(connection)[1:])
+    known = known_hosts.load(controller.known_hosts)
+    for hop in _hops(connection):
+        known_hosts.apply(hop.client, known, controller.host_key_checking)
     try:
         connection.open()
     except paramiko.BadHostKeyException as error:
-        sock.close()
-        raise HostError(host.name, "connect", f"ssh {host.user}@{host.address}:{host.port}",
-                        f"host key differs from the one in {known_hosts} (got {error.key.get_name()} "
-                        f"{error.key.get_base64()[:16]}…): refusing to connect; if the host was really "
-                        f"reinstalled, remove its line from {known_hosts}") from None
+        _close_chain(connection)
+        name = error.hostname
+        raise HostError(host.name, "connect", target, known_hosts.changed_message(known, name, error.key)) from None
+    except known_hosts.HostKeyRefused as error:
+        _close_chain(connection)
+        raise HostError(host.name, "connect", target, str(error)) from None
     except Exception as error:  # paramiko raises a zoo of types; the message is what matters
-        sock.close()
-        raise HostError(host.name, "connect", f"ssh {host.user}@{host.address}:{host.port}",
-                        f"{type(error).__name__}: {error}") from None
-    return Remote(host, connection)
+        _close_chain(connection)
+        raise HostError(host.name, "connect", target, _describe_error(error, target, timeout)) from None
+    for hop in _hops(connection):
+        sock = hop.transport.sock
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        hop.transport.set_keepalive(controller.keepalive)
+    return Remote(host, connection, user, controller.command_timeout)
 
 
-def connect_for(host: Host, controller) -> Remote:
-    """connect() with the inventory's controller settings (timeout, known_hosts, checking)."""
-    return connect(host, controller.connect_timeout, controller.known_hosts, controller.host_key_checking)
+def _close_chain(connection: Connection) -> None:
+    """Close a connection and every jump host opened for it (Fabric's close leaves those open)."""
+    for hop in _hops(connection):
+        try:
+            hop.close()
+        except Exception:
+            pass
 
 
 def open_all(plan, connect_seconds: dict[str, float] | None = None
@@ -264,7 +283,7 @@ def open_all(plan, connect_seconds: dict[str, float] | None = None
     def open_one(host: Host) -> None:
         started = time.monotonic()
         try:
-            connections[host.name] = connect_for(host, controller)
+            connections[host.name] = connect(host, controller)
         except ProvisionError as error:
             unreachable[host.name] = error
         if connect_seconds is not None:

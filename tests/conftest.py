@@ -96,7 +96,7 @@ def artifact_dir(tmp_path_factory):
 @pytest.fixture
 def connections(lab_inventory):
     """One live SSH connection per lab host, closed after the test."""
-    opened = {host.name: remote.connect_for(host, lab_inventory.controller) for host in lab_inventory.hosts}
+    opened = {host.name: remote.connect(host, lab_inventory.controller) for host in lab_inventory.hosts}
     yield opened
     for connection in opened.values():
         connection.close()

@@ -31,7 +31,7 @@ def start_times(lab_inventory: Inventory) -> dict[str, str]:
     """host:process → kernel start time of every redis-server and redis-sentinel (a restart changes it)."""
     found = {}
     for host in lab_inventory.hosts:
-        connection = remote.connect_for(host, lab_inventory.controller)
+        connection = remote.connect(host, lab_inventory.controller)
         try:
             output = connection.check("probe", "for f in /app/redis/run/*.pid; do p=$(cat $f); "
                                                "echo $(basename $f) $(cut -d' ' -f22 /proc/$p/stat 2>/dev/null); done").stdout
@@ -114,7 +114,7 @@ def verify_failures(path) -> list[verify.CheckResult]:
 
 def run_on(lab_inventory: Inventory, host_name: str, command: str) -> str:
     """stdout of a command that must succeed on a lab host, over a connection of its own."""
-    connection = remote.connect_for(lab_inventory.host(host_name), lab_inventory.controller)
+    connection = remote.connect(lab_inventory.host(host_name), lab_inventory.controller)
     try:
         return connection.check("probe", command).stdout
     finally:

@@ -93,7 +93,7 @@ def test_deploy_as_a_sudo_user_converges_and_changes_live(lab, lab_inventory, ar
     assert report.ok and start_times(lab_inventory) == before, output
     from dataclasses import replace
     from provision import remote
-    ops = remote.connect_for(replace(lab_inventory.host("lab1"), user="ops", sudo=True), lab_inventory.controller)
+    ops = remote.connect(replace(lab_inventory.host("lab1"), user="ops", sudo=True), lab_inventory.controller)
     try:
         local = tmp_path / "users.acl"
         ops.download("probe", "/app/redis/conf/users.acl", str(local))   # root-only dir, redis-owned 0640 file

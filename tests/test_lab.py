@@ -23,7 +23,7 @@ def test_deploy_user_has_passwordless_sudo(lab_inventory):
     from dataclasses import replace
     from provision import remote
     host = replace(lab_inventory.hosts[0], user="ops", sudo=True)
-    connection = remote.connect_for(host, lab_inventory.controller)
+    connection = remote.connect(host, lab_inventory.controller)
     try:
         assert connection.check("probe", "id -un").stdout.strip() == "root"   # through sudo -n
     finally:
@@ -75,12 +75,12 @@ def test_other_kernel_knobs_are_refused_on_a_host(connections):
 def test_restart_keeps_files_and_runs_rc_local_again(bare_lab, lab_paths, lab_inventory):
     from provision import remote
     host = lab_inventory.host("lab3")
-    connection = remote.connect_for(host, lab_inventory.controller)
+    connection = remote.connect(host, lab_inventory.controller)
     connection.check("probe", "echo kept > /root/marker && printf '#!/bin/sh\\necho boot >> /root/boots\\n' > /etc/rc.local "
                               "&& chmod +x /etc/rc.local && echo 1 > /proc/sys/vm/overcommit_memory")
     connection.close()
     lab_hosts.restart(lab_paths, "lab3", log=lambda _: None)
-    connection = remote.connect_for(host, lab_inventory.controller)
+    connection = remote.connect(host, lab_inventory.controller)
     try:
         assert connection.check("probe", "cat /root/marker").stdout.strip() == "kept"
         assert connection.check("probe", "cat /root/boots").stdout.split() == ["boot"]
@@ -151,18 +151,62 @@ def test_down_leaves_no_process_mount_namespace_or_interface(lab, lab_paths):
 
 
 def test_host_keys_are_checked_like_openssh(lab_inventory, tmp_path):
-    """accept-new records a new host; a changed key is refused; strict refuses an unknown host."""
+    """known_hosts as OpenSSH keeps it: a new host is one appended line (comments, unknown key
+    types, markers and the mode stay); hashed names match; a changed key names the offending
+    line; @revoked refuses; checking yes refuses an unknown host; markers never crash."""
+    import base64
+    import hashlib
+    import hmac
+    import os
+    from dataclasses import replace as replaced
+
+    import paramiko
+
     from provision import remote
     from provision.errors import HostError
     host = lab_inventory.host("lab1")
+
+    def connect(path, checking="accept-new"):
+        controller = replaced(lab_inventory.controller, known_hosts=str(path), host_key_checking=checking)
+        remote.connect(host, controller).close()
+
+    learned = tmp_path / "learned"
+    connect(learned)
+    name, key_type, key_data = learned.read_text().split()
+    assert name == host.address
+
+    kept = ("# managed by hand: keep this comment\n"
+            "other.example sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIA==\n"
+            "@cert-authority *.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
     known = tmp_path / "known_hosts"
-    remote.connect(host, known_hosts=str(known), host_key_checking="accept-new").close()
-    recorded = known.read_text()
-    assert recorded.startswith(host.address + " ")
-    with pytest.raises(HostError, match="not found in known_hosts|Server .* not found"):
-        remote.connect(host, known_hosts=str(tmp_path / "empty"), host_key_checking="yes")
-    import paramiko
-    impostor = paramiko.Ed25519Key.from_private_key_file(str(lab_inventory.host("lab1").key))
-    known.write_text(f"{host.address} ssh-ed25519 {impostor.get_base64()}\n")
-    with pytest.raises(HostError, match="host key differs"):
-        remote.connect(host, known_hosts=str(known), host_key_checking="accept-new")
+    known.write_text(kept)
+    os.chmod(known, 0o600)
+    connect(known)
+    assert known.read_text() == kept + f"{host.address} {key_type} {key_data}\n"
+    assert oct(known.stat().st_mode & 0o777) == "0o600"
+    connect(known)                                            # known now: nothing appended
+    assert known.read_text().count(key_data) == 1
+
+    salt = os.urandom(20)
+    digest = hmac.new(salt, host.address.encode(), hashlib.sha1).digest()
+    hashed = tmp_path / "hashed"
+    hashed.write_text(f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()} {key_type} {key_data}\n")
+    connect(hashed, checking="yes")                           # a hashed entry is recognised
+    assert hashed.read_text().count("\n") == 1
+
+    with pytest.raises(HostError, match=f"no {key_type} host key is known for {host.address} .* host_key_checking is yes"):
+        connect(tmp_path / "empty", checking="yes")
+
+    impostor = paramiko.Ed25519Key.generate() if hasattr(paramiko.Ed25519Key, "generate") else None
+    other_key = impostor.get_base64() if impostor else paramiko.Ed25519Key.from_private_key_file(
+        str(host.key)).get_base64()
+    changed = tmp_path / "changed"
+    changed.write_text(f"# line 1\n{host.address} ssh-ed25519 {other_key}\n")
+    with pytest.raises(HostError, match=f"REMOTE HOST IDENTIFICATION HAS CHANGED .* Offending key in {changed}:2"):
+        connect(changed)
+    assert changed.read_text() == f"# line 1\n{host.address} ssh-ed25519 {other_key}\n"   # untouched
+
+    revoked = tmp_path / "revoked"
+    revoked.write_text(f"@revoked * {key_type} {key_data}\n")
+    with pytest.raises(HostError, match="marked @revoked"):
+        connect(revoked)

@@ -1,0 +1,68 @@
+"""Hosts behind a bastion, reached the way an OpenSSH user reaches them: ssh_config aliases with
+ProxyJump through lab1. lab2 and lab3 cannot answer the controller at all during the test (a
+prohibit route back to it), so a run that passes never made a direct connection."""
+from __future__ import annotations
+
+import subprocess
+from contextlib import contextmanager
+
+import pytest
+
+from provision import cli, inventory, remote
+from provision.lab.hosts import BRIDGE_ADDRESS
+from tests.labtools import deploy, variant
+
+pytestmark = pytest.mark.lab
+
+BEHIND_BASTION = ("lab2", "lab3")
+
+
+@contextmanager
+def unreachable_from_controller(host_names):
+    """The hosts drop every packet back to the controller's address (TCP to them from it can
+    never complete), and get their route back afterwards."""
+    for name in host_names:
+        subprocess.run(["ip", "-n", f"rplab-{name}", "route", "add", "prohibit", f"{BRIDGE_ADDRESS}/32"], check=True)
+    try:
+        yield
+    finally:
+        for name in host_names:
+            subprocess.run(["ip", "-n", f"rplab-{name}", "route", "del", "prohibit", f"{BRIDGE_ADDRESS}/32"],
+                           check=False)
+
+
+def test_deploy_and_verify_pass_through_a_proxyjump_alias_with_no_direct_connection(deployed_lab, lab, lab_inventory,
+                                                                                   artifact_dir, tmp_path):
+    key = lab_inventory.host("lab1").key
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        f"Host bastion\n  HostName {lab_inventory.host('lab1').address}\n  User root\n  IdentityFile {key}\n\n"
+        + "".join(f"Host db-{name}\n  HostName {lab_inventory.host(name).address}\n  ProxyJump bastion\n\n"
+                  for name in BEHIND_BASTION))
+
+    def through_bastion(document):
+        document["controller"]["ssh_config"] = str(ssh_config)
+        for name in BEHIND_BASTION:
+            document["hosts"][name] = {"address": f"db-{name}", "key": key}   # user, data address: from ssh_config
+    path = variant(lab, tmp_path, through_bastion)
+    loaded = inventory.load(path)
+    assert loaded.host("lab2").data_address == lab_inventory.host("lab2").data_address
+
+    with unreachable_from_controller(BEHIND_BASTION):
+        with pytest.raises(Exception):       # the direct way really is closed
+            remote.connect(lab_inventory.host("lab2"), lab_inventory.controller).close()
+
+        report, output = deploy(path, artifact_dir)
+        assert report.ok, output
+        assert report.changed == 0, output
+
+        lines: list[str] = []
+        assert cli.verify(str(path), say=lines.append), "\n".join(lines)
+
+        connection = remote.connect(loaded.host("lab2"), loaded.controller)
+        try:
+            peers = connection.check("probe", "ss -tnH state established '( sport = :22 )'").stdout
+        finally:
+            connection.close()
+    remote_peers = {line.split()[-1].rsplit(":", 1)[0] for line in peers.splitlines() if line.strip()}
+    assert remote_peers == {lab_inventory.host("lab1").address}, peers
