@@ -214,7 +214,7 @@ def _describe_error(error: BaseException, target: str, timeout: float) -> str:
     if "banner" in text.lower() or text == "No existing session":
         return (f"no SSH banner within {timeout:g}s: something accepted the connection but is not an SSH server "
                 f"answering (a hung sshd, or another service on that port)")
-    if isinstance(error, paramiko.AuthenticationException):
+    if isinstance(error, paramiko.AuthenticationException) or "No authentication methods" in text:
         return f"authentication failed ({text}); keys tried: the inventory's key, ssh_config's IdentityFile, " \
                "ssh-agent and ~/.ssh/id_*"
     return f"{type(error).__name__}: {text}"

@@ -66,3 +66,44 @@ def test_deploy_and_verify_pass_through_a_proxyjump_alias_with_no_direct_connect
             connection.close()
     remote_peers = {line.split()[-1].rsplit(":", 1)[0] for line in peers.splitlines() if line.strip()}
     assert remote_peers == {lab_inventory.host("lab1").address}, peers
+
+
+def test_ssh_agent_is_used_when_the_inventory_names_no_key(lab_inventory, tmp_path, monkeypatch):
+    from dataclasses import replace
+    from provision.errors import HostError
+    home = tmp_path / "home"                         # no ~/.ssh/id_* and no ~/.ssh/config to fall back on
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    host = replace(lab_inventory.host("lab1"), key=None)
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    with pytest.raises(HostError, match="authentication failed"):
+        remote.connect(host, lab_inventory.controller)
+    socket_path = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if socket_path.exists():
+                break
+            __import__("time").sleep(0.05)
+        subprocess.run(["ssh-add", "-q", lab_inventory.host("lab1").key], check=True,
+                       env={"SSH_AUTH_SOCK": str(socket_path), "PATH": "/usr/bin:/bin"})
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        connection = remote.connect(host, lab_inventory.controller)
+        try:
+            assert connection.check("probe", "hostname").stdout.strip() == "lab1"
+        finally:
+            connection.close()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+
+
+def test_a_command_that_outlives_command_timeout_is_stopped_and_named(lab_inventory):
+    from dataclasses import replace
+    controller = replace(lab_inventory.controller, command_timeout=1.0)
+    connection = remote.connect(lab_inventory.host("lab1"), controller)
+    try:
+        result = connection.run("sleep 5")
+    finally:
+        connection.close()
+    assert result.exit_code == 124 and "timed out after 1.0s" in result.stderr
