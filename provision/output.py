@@ -56,10 +56,24 @@ def wants_colour(stream) -> bool:
         and os.environ.get("TERM") != "dumb"
 
 
+class _CurrentStdout:
+    """Whatever sys.stdout is when a line is written (a test harness or a caller may swap it)."""
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+
 def configure(verbosity: int = 0, log_file: str | None = None, stream=None) -> None:
-    """Route the logger to `stream` (stdout) at the level -v/-vv ask for, and, with `log_file`,
-    everything down to DEBUG into that file with timestamps (appended, mode 0600)."""
-    stream = stream or sys.stdout
+    """Route the logger to `stream` (default: the current stdout) at the level -v/-vv ask for,
+    and, with `log_file`, everything down to DEBUG into that file with timestamps (appended,
+    mode 0600)."""
+    stream = stream or _CurrentStdout()
     for handler in list(LOGGER.handlers):
         LOGGER.removeHandler(handler)
         handler.close()
