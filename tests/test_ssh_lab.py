@@ -107,3 +107,13 @@ def test_a_command_that_outlives_command_timeout_is_stopped_and_named(lab_invent
     finally:
         connection.close()
     assert result.exit_code == 124 and "timed out after 1.0s" in result.stderr
+
+
+def test_controller_gateway_reaches_every_host_through_the_jump_host(deployed_lab, lab, lab_inventory, tmp_path):
+    """controller.gateway (no ssh_config at all): lab2 and lab3 still cannot answer the controller."""
+    def through_gateway(document):
+        document["controller"]["gateway"] = f"root@{lab_inventory.host('lab1').address}"
+    path = variant(lab, tmp_path, through_gateway)       # the jump host uses each host's own key
+    with unreachable_from_controller(BEHIND_BASTION):
+        lines: list[str] = []
+        assert cli.verify(str(path), say=lines.append), "\n".join(lines)

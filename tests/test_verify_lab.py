@@ -34,12 +34,15 @@ def test_verify_passes_on_the_deployment(lab, lab_inventory, artifact_dir):
     wait_for(lambda: not verify_failures(lab), 30, "verify to pass")
 
 
-def test_verify_json_output_is_machine_readable(lab):
+def test_verify_json_output_is_machine_readable(deployed_lab, lab, lab_inventory, capsys):
+    """One JSON document on stdout (progress would go elsewhere), hosts in inventory order."""
     import json
-    lines = []
-    assert cli.verify(str(lab), as_json=True, say=lines.append)
-    document = json.loads(lines[0])
+    assert cli.verify(str(lab), as_json=True, say=lambda _: None)
+    document = json.loads(capsys.readouterr().out)
     assert document["ok"] is True and document["failed"] == 0 and len(document["checks"]) > 50
+    host_order = [check["host"] for check in document["checks"] if check["host"].startswith("lab")]
+    first_seen = list(dict.fromkeys(host_order))
+    assert first_seen == [host.name for host in lab_inventory.hosts]
 
 
 def test_stopped_replica_redis_is_named(lab, lab_paths, lab_inventory, repaired):
