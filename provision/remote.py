@@ -11,8 +11,11 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
+import secrets
 import shlex
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -58,20 +61,40 @@ class Remote:
         self.commands_run = 0
         self.current_command: str | None = None   # what a heartbeat names when a step is slow
         self.command_started = 0.0
+        self._shell: _ShellSession | None = None
+        self._shell_unavailable = False
+        self._shell_lock = threading.Lock()
 
     @property
     def name(self) -> str:
         return self.host.name
 
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None) -> CommandResult:
-        """Run a shell command; never raises for a non-zero exit (callers decide)."""
+        """Run a shell command; never raises for a non-zero exit (callers decide). It goes to the
+        host's persistent shell (_ShellSession) when that is free, else on a channel of its own."""
         wrapped = _wrap_privileged(self.host, self.user, command)
         timeout = timeout if timeout is not None else self.command_timeout
         output.detail(f"{self.name}: $ {command}")
         self.current_command, self.command_started = command, time.monotonic()
+        self.commands_run += 1
+        if self._shell_lock.acquire(blocking=False):
+            try:
+                if self._shell is None and not self._shell_unavailable:
+                    self._shell = _ShellSession.start(self.connection.client.get_transport())
+                    self._shell_unavailable = self._shell is None
+                if self._shell is not None:
+                    result = self._shell.run(command, wrapped, stdin, timeout)
+                    if self._shell.broken:
+                        self._shell.close()
+                        self._shell = None
+                    return result
+            finally:
+                self._shell_lock.release()
+        return self._run_on_own_channel(command, wrapped, stdin, timeout)
+
+    def _run_on_own_channel(self, command: str, wrapped: str, stdin: str | None, timeout: float | None) -> CommandResult:
         transport = self.connection.client.get_transport()
         channel = transport.open_session()
-        self.commands_run += 1
         try:
             channel.exec_command(wrapped)
             if stdin is not None:
@@ -80,20 +103,13 @@ class Remote:
             stdout, stderr = bytearray(), bytearray()
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
-                busy = False
-                while channel.recv_ready():
-                    stdout += channel.recv(65536)
-                    busy = True
-                while channel.recv_stderr_ready():
-                    stderr += channel.recv_stderr(65536)
-                    busy = True
+                busy = _drain(channel, stdout, stderr)
                 # sshd may send exit-status before the last of stdout: output ends at EOF.
                 if (channel.exit_status_ready() and (channel.eof_received or channel.closed)
                         and not channel.recv_ready() and not channel.recv_stderr_ready()):
                     break
                 if deadline is not None and time.monotonic() > deadline:
-                    return CommandResult(command, 124, stdout.decode(errors="replace"),
-                                         stderr.decode(errors="replace") + f"\n(timed out after {timeout}s)")
+                    return _timed_out(command, stdout, stderr, timeout)
                 if not busy:
                     time.sleep(POLL_SECONDS)
             exit_code = channel.recv_exit_status()
@@ -164,7 +180,101 @@ class Remote:
             self.run(f"rm -f {shlex.quote(staging)}")
 
     def close(self) -> None:
+        if self._shell is not None:
+            self._shell.close()
         _close_chain(self.connection)
+
+
+def _drain(channel, stdout: bytearray, stderr: bytearray) -> bool:
+    """Move whatever the channel holds into the buffers; True if there was anything."""
+    busy = False
+    while channel.recv_ready():
+        stdout += channel.recv(65536)
+        busy = True
+    while channel.recv_stderr_ready():
+        stderr += channel.recv_stderr(65536)
+        busy = True
+    return busy
+
+
+def _timed_out(command: str, stdout: bytearray, stderr: bytearray, timeout: float | None) -> CommandResult:
+    return CommandResult(command, 124, stdout.decode(errors="replace"),
+                         stderr.decode(errors="replace") + f"\n(timed out after {timeout}s)")
+
+
+class _ShellSession:
+    """One long-lived `bash` per host that runs the run's commands one after another.
+
+    Why: a channel of its own per command costs a channel open, sshd forking a session and
+    exec'ing a shell, and half a dozen SSH messages, on both ends; a deploy sends hundreds of
+    small probes, so that overhead, not the work, was the bulk of a no-op run's CPU. Here a
+    command costs a subshell fork and one message each way.
+
+    Each command runs in a subshell `( … )` (an `exit` or `cd` in it never reaches the session)
+    with stdin from /dev/null, or from exactly its stdin bytes: `head -c N` takes them from the
+    session's own input, which bash reads one byte at a time when it is not seekable, so nothing
+    past the command line has been consumed. Secrets stay on stdin, as before. The end of a
+    command's stdout and stderr is a marker with a random nonce; the byte before each marker is
+    the newline the marker line adds, and is removed, so output comes back byte for byte.
+    """
+
+    def __init__(self, channel, nonce: str):
+        self.channel, self.nonce = channel, nonce
+        self.broken = False
+        self._end_out = re.compile(rb"\n" + nonce.encode() + rb" (\d+)\n\Z")
+        self._end_err = b"\n" + nonce.encode() + b"\n"
+
+    @classmethod
+    def start(cls, transport) -> "_ShellSession | None":
+        """A session, or None when the host has no bash (then each command gets its own channel)."""
+        nonce = "@@provision-end-" + secrets.token_hex(12)
+        channel = transport.open_session()
+        channel.exec_command("command -v bash >/dev/null 2>&1 || exit 97; exec bash --noprofile --norc")
+        session = cls(channel, nonce)
+        probe = session.run("true", "true", None, 10)
+        if probe.exit_code != 0:
+            session.close()
+            return None
+        return session
+
+    def run(self, command: str, wrapped: str, stdin: str | None, timeout: float | None) -> CommandResult:
+        nonce = self.nonce
+        payload = stdin.encode() if stdin is not None else b""
+        source = f"head -c {len(payload)} |" if stdin is not None else ""
+        line = (f"{source} ( {wrapped}\n) {'' if stdin is not None else '</dev/null'}; "
+                f"printf '\\n%s %d\\n' {nonce} $?; printf '\\n%s\\n' {nonce} >&2\n")
+        stdout, stderr = bytearray(), bytearray()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self.channel.sendall(line.encode() + payload)
+            while True:
+                busy = _drain(self.channel, stdout, stderr)
+                ended = self._end_out.search(stdout)
+                if ended and stderr.endswith(self._end_err):
+                    code = int(ended.group(1))
+                    return CommandResult(command, code, stdout[:ended.start()].decode(errors="replace"),
+                                         stderr[:-len(self._end_err)].decode(errors="replace"))
+                if self.channel.exit_status_ready() or self.channel.closed:
+                    _drain(self.channel, stdout, stderr)
+                    self.broken = True
+                    code = self.channel.recv_exit_status() if self.channel.exit_status_ready() else 255
+                    return CommandResult(command, 255 if code == 0 else code, stdout.decode(errors="replace"),
+                                         stderr.decode(errors="replace") + "\n(the remote shell ended)")
+                if deadline is not None and time.monotonic() > deadline:
+                    self.broken = True            # the command may still run: this session is done
+                    return _timed_out(command, stdout, stderr, timeout)
+                if not busy:
+                    time.sleep(POLL_SECONDS)
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            self.broken = True
+            return CommandResult(command, 255, stdout.decode(errors="replace"),
+                                 stderr.decode(errors="replace") + f"\n(remote shell: {error})")
+
+    def close(self) -> None:
+        try:
+            self.channel.close()
+        except Exception:
+            pass
 
 
 def _install_command(fill: str, directory: str, path: str, mode: int, owner: str, group: str) -> str:
