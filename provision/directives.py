@@ -41,7 +41,7 @@ REDIS = (
     _tool("tcp-backlog", "restart"), _tool("disable-thp", "restart"), _tool("aclfile", "restart"),
     _tool("masteruser"), _tool("masterauth", secret=True), _tool("replica-announce-ip"), _tool("maxmemory"),
     _tool("maxmemory-policy"), _tool("appendonly"), _tool("save"), _tool("min-replicas-to-write"),
-    _tool("min-replicas-max-lag"),
+    _tool("min-replicas-max-lag"), _tool("repl-diskless-sync-max-replicas"),
     DirectiveInfo("replicaof", "runtime", reserved=True), DirectiveInfo("slaveof", "runtime", reserved=True),
     DirectiveInfo("requirepass", "user", secret=True, reserved=True),
     DirectiveInfo("user", "user", reserved=True), DirectiveInfo("include", "user", "restart", reserved=True),

@@ -24,6 +24,7 @@ class HostFacts:
     missing_build_tools: tuple[str, ...]
     package_manager: str | None
     has_redis_user: bool
+    has_sentinel_conf: bool = True    # conservative default: an existing sentinel keeps its identity
 
     @property
     def platform(self) -> str:
@@ -46,6 +47,7 @@ def probe_script(layout: Layout) -> str:
         f"echo {MARK}tools", "for t in " + " ".join(BUILD_TOOLS) + "; do command -v $t >/dev/null || echo $t; done",
         f"echo {MARK}package_manager", "command -v apt-get || command -v dnf || command -v yum || true",
         f"echo {MARK}redis_user", "id -u redis 2>/dev/null || true",
+        f"echo {MARK}sentinel_conf", f"test -e {shlex.quote(layout.sentinel_conf)} && echo yes || true",
     ])
 
 
@@ -70,6 +72,7 @@ def parse(output: str) -> HostFacts:
         missing_build_tools=tuple(sections.get("tools", [])),
         package_manager=manager.rsplit("/", 1)[-1] if manager else None,
         has_redis_user=bool(sections.get("redis_user")),
+        has_sentinel_conf=bool(sections.get("sentinel_conf")),
     )
 
 

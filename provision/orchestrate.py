@@ -275,7 +275,9 @@ def _hand_over_before_restart(run: HostRun, deploy: Deploy, node_plan: NodePlan,
 
 def configure_sentinel(run: HostRun, deploy: Deploy) -> None:
     run.begin("sentinel")
-    outcome = sentinel.configure(run, deploy.master_addresses())
+    new_peers = tuple(other.host_plan.host for other in sentinel_hosts(deploy)
+                      if other.facts is not None and not other.facts.has_sentinel_conf)
+    outcome = sentinel.configure(run, deploy.master_addresses(), new_peers)
     sentinel.ensure_running(run, outcome, deploy.master_addresses())
 
 

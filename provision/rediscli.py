@@ -51,6 +51,19 @@ def sentinel_call(remote: Remote, plan, host, args: list[str], timeout: float | 
                 user=plan.inventory.acl.admin, timeout=timeout, secret_args=secret_args)
 
 
+def parse_records(text: str, first_key: str) -> list[dict[str, str]]:
+    """A list of flat maps (SENTINEL SENTINELS, SENTINEL REPLICAS) as redis-cli prints it
+    without a terminal: one item per line, every record starting with `first_key`."""
+    items = [line.strip() for line in text.splitlines() if line.strip()]
+    records: list[dict[str, str]] = []
+    for key, value in zip(items[0::2], items[1::2]):
+        if key == first_key:
+            records.append({})
+        if records:
+            records[-1][key] = value
+    return records
+
+
 def reply_error(result: CommandResult) -> str | None:
     text = (result.stdout + result.stderr).strip()
     if not result.ok:

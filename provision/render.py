@@ -2,6 +2,7 @@
 except reading the templates."""
 from __future__ import annotations
 
+import hashlib
 import shlex
 from dataclasses import dataclass
 
@@ -58,12 +59,24 @@ def redis_owned_directives(plan: Plan, node: NodePlan) -> list[Directive]:
     return [directive for _, directive in confparse.parse(text) if not directives.redis_runtime_owned(directive.key)]
 
 
-def sentinel_conf(plan: Plan, host: Host, master_addresses: dict[str, str]) -> str:
+def sentinel_id(plan: Plan, host: Host) -> str:
+    """The run id a sentinel this tool creates starts with (`sentinel myid`): derived from its
+    address, so the other new sentinels of the same run can name it before it has said hello."""
+    return hashlib.sha1(f"redis-provision sentinel {host.data_address}:{plan.inventory.redis.sentinel_port}"
+                        .encode()).hexdigest()
+
+
+def sentinel_conf(plan: Plan, host: Host, master_addresses: dict[str, str], new_peers: tuple[Host, ...] = ()) -> str:
     """The whole sentinel.conf, for a sentinel whose file does not exist yet.
-    master_addresses: group name → data address of the group's CURRENT master."""
+    master_addresses: group name → data address of the group's CURRENT master. new_peers: the
+    other sentinels created in the same run; each is written as a known sentinel with its id,
+    so the set is complete at start instead of after hello messages (every 2 s). Sentinels that
+    already run keep their own ids and are found by hello, as before."""
     monitors = [Monitor(group, master_addresses[group.name]) for group in plan.inventory.groups]
+    peers = [(peer.data_address, sentinel_id(plan, peer)) for peer in new_peers if peer.name != host.name]
     return _render("sentinel.conf.j2", host=host, redis=plan.inventory.redis, layout=plan.layout,
-                   acl=plan.inventory.acl, monitors=monitors, admin_hash=password_hash(plan.inventory.acl.admin.password.value))
+                   acl=plan.inventory.acl, monitors=monitors, admin_hash=password_hash(plan.inventory.acl.admin.password.value),
+                   myid=sentinel_id(plan, host), peers=peers)
 
 
 def sentinel_owned_directives(plan: Plan, host: Host) -> list[Directive]:
@@ -74,6 +87,9 @@ def sentinel_owned_directives(plan: Plan, host: Host) -> list[Directive]:
     for _, directive in confparse.parse(sentinel_conf(plan, host, placeholder)):
         if directive.key[:2] == ("sentinel", "monitor"):
             directive = Directive(key=("sentinel", "quorum", directive.key[2]), values=(directive.values[2],))
+        elif directives.sentinel_info(directive.key) is not None and \
+                directives.sentinel_info(directive.key).owner == "runtime":
+            continue      # myid, known sentinels: written at creation, Sentinel's afterwards
         owned.append(directive)
     return owned
 

@@ -1,6 +1,7 @@
 """The pure core: plan, render, config comparison and patching, fact and reply parsers."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,27 @@ def test_acl_file_disables_default_user_and_stores_only_hashes(lab_like_plan):
     assert replication.endswith("+psync +replconf +ping")
 
 
-def test_sentinel_config_never_templates_myid(lab_like_plan):
-    text = render.sentinel_conf(lab_like_plan, lab_like_plan.inventory.host("lab2"), {"mymaster": "10.77.0.11"})
-    assert "sentinel monitor mymaster 10.77.0.11 6379 2" in text
-    assert "myid" not in text.replace("(myid,", "")
-    assert "sentinel auth-user mymaster sentinel" in text
+def test_new_sentinels_start_with_their_own_ids_and_know_the_other_new_ones(lab_like_plan):
+    """A sentinel created in a run gets a myid derived from its address (unique per host, 40 hex
+    digits as Sentinel requires) and a known-sentinel line for every other sentinel created in
+    the same run, so the set is complete at start; existing sentinels are never named."""
+    hosts = [lab_like_plan.inventory.host(name) for name in ("lab1", "lab2", "lab3")]
+    text = render.sentinel_conf(lab_like_plan, hosts[1], {"mymaster": "10.77.0.11"}, new_peers=(hosts[1], hosts[2]))
+    ids = {host.name: render.sentinel_id(lab_like_plan, host) for host in hosts}
+    assert len(set(ids.values())) == 3 and all(re.fullmatch(r"[0-9a-f]{40}", value) for value in ids.values())
+    assert f"sentinel myid {ids['lab2']}" in text
+    assert f"sentinel known-sentinel mymaster 10.77.0.13 26379 {ids['lab3']}" in text
+    assert "known-sentinel mymaster 10.77.0.11" not in text and "known-sentinel mymaster 10.77.0.12" not in text
+    assert "sentinel monitor mymaster 10.77.0.11 6379 2" in text and "sentinel auth-user mymaster sentinel" in text
+    owned_keys = {directive.key[:2] for directive in render.sentinel_owned_directives(lab_like_plan, hosts[1])}
+    assert ("sentinel", "myid") not in owned_keys and ("sentinel", "known-sentinel") not in owned_keys
+
+
+def test_sentinels_listing_parses_into_one_record_per_peer():
+    listing = "name\nabc\nip\n10.77.0.12\nport\n26379\nflags\nsentinel\nname\ndef\nip\n10.77.0.13\nport\n" \
+              "26379\nflags\nsentinel,disconnected\n"
+    records = rediscli.parse_records(listing, "name")
+    assert [(r["ip"], r["flags"]) for r in records] == [("10.77.0.12", "sentinel"), ("10.77.0.13", "sentinel,disconnected")]
 
 
 def test_redis_config_rewritten_after_failover_shows_no_owned_change(lab_like_plan):

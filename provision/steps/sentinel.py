@@ -54,13 +54,14 @@ def _differs_all(current: dict, owned: list[Directive]) -> list[tuple[str, ...]]
     return changed
 
 
-def configure(run: HostRun, master_addresses: dict[str, str]) -> SentinelOutcome:
+def configure(run: HostRun, master_addresses: dict[str, str], new_peers: tuple = ()) -> SentinelOutcome:
+    """new_peers: the sentinel hosts whose sentinel.conf this run creates (render.sentinel_conf)."""
     host = run.host_plan.host
     path = run.layout.sentinel_conf
     text = primitives.read_file(run, path)
     if text is None:
-        primitives.ensure_file(run, path, render.sentinel_conf(run.plan, host, master_addresses), 0o640, "redis",
-                               "redis")
+        primitives.ensure_file(run, path, render.sentinel_conf(run.plan, host, master_addresses, new_peers), 0o640,
+                               "redis", "redis")
         return SentinelOutcome((), (), False)
     current = render.sentinel_current_settings(text)
     monitored = {key[2] for key in current if key[:2] == ("sentinel", "monitor")}
@@ -142,6 +143,7 @@ def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:
     if run.options.check:
         return
     sentinel_count = len(run.plan.inventory.sentinels)
+    started_now = "redis-sentinel" in run.restarts
     for group in run.plan.inventory.groups:
         other_since: float | None = None   # since when this sentinel names another master
 
@@ -163,5 +165,13 @@ def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:
                   and int(state.get("num-slaves", 0)) >= len(group.replicas)
                   and int(state.get("num-other-sentinels", 0)) >= sentinel_count - 1)
             seen = {k: state.get(k) for k in ("ip", "flags", "num-slaves", "num-other-sentinels")}
+            if ok and started_now:
+                # Its peers may come from known-sentinel lines written at creation: counted at
+                # once, so each must also be connected, i.e. really up and reachable.
+                peers = rediscli.parse_records(_sentinel(run, ["SENTINEL", "SENTINELS", group.name]), "name")
+                connected = [peer for peer in peers if not {"disconnected", "s_down", "o_down"}
+                             & set(peer.get("flags", "").split(","))]
+                seen["connected-sentinels"] = len(connected)
+                ok = len(connected) >= sentinel_count - 1
             return ok, seen
         services.wait_until(run, f"sentinel to see group {group.name} complete", probe, 60)

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""The deploy benchmark: one command, all figures of one run, a table and a JSON file.
+
+    python3 benchmarks/run.py [--quick] [--runs 5]
+
+Measures on the local lab (as root; the lab is taken down at the start and at the end):
+the reference local `make -j2` of the same Redis source; a fresh deploy on 3 hosts with an empty
+artifact cache and its ratio to the reference; a fresh deploy from the cache on 3 new hosts;
+no-op re-runs at 3, 10 and 30 hosts (one group; and 30 hosts as 10 groups of 3 with 3
+sentinels); verify at 3 and 30; SSH round trips per host in a no-op; the controller's peak RSS
+for the 30-host no-op (a process of its own). No-ops and verifies are the median of --runs.
+--quick skips the reference make and the compiling deploy (it needs a warm artifact cache).
+Prints figures and asserts nothing: targets are read by people (README, issue 8).
+Results: benchmarks/results/latest.json and one file per run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from provision import cli, remote  # noqa: E402
+from provision.lab import golden, hosts as lab_hosts, inventory_file  # noqa: E402
+from provision.lab.paths import default_paths  # noqa: E402
+
+QUIET = lambda _: None  # noqa: E731
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def timed(function) -> tuple[float, object]:
+    started = time.monotonic()
+    value = function()
+    return time.monotonic() - started, value
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    memory_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                         if line.startswith("MemTotal")))
+    return {"cpus": os.cpu_count(), "cpu": model, "memory_gb": round(memory_kb / 1024 / 1024, 1),
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+def reference_make(tarball: Path) -> float:
+    """`make -j2` of the same source tree on the controller, the floor of any deploy that compiles."""
+    with tempfile.TemporaryDirectory() as work:
+        with tarfile.open(tarball) as archive:
+            archive.extractall(work, filter="data")
+        source = next(Path(work).iterdir())
+        seconds, _ = timed(lambda: subprocess.run(["make", "-j2"], cwd=source, check=True,
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return seconds
+
+
+class Lab:
+    def __init__(self, work: Path):
+        self.paths, self.work = default_paths(), work
+
+    def up(self, hosts: int, groups: int = 1) -> Path:
+        lab_hosts.down(self.paths, log=QUIET)
+        made = lab_hosts.up(self.paths, hosts, log=QUIET)
+        return inventory_file.write_lab_inventory(self.paths, made, self.work / f"lab-{hosts}-{groups}.yml", groups)
+
+    def down(self) -> None:
+        lab_hosts.down(self.paths, log=QUIET)
+
+
+def deploy(inventory: Path, artifacts: Path):
+    seconds, report = timed(lambda: cli.deploy(str(inventory), artifact_dir=str(artifacts), say=QUIET))
+    if not report.ok:
+        raise SystemExit(f"deploy of {inventory} failed: {[o.error for o in report.outcomes if o.error]}")
+    return seconds, report
+
+
+def median_no_op(inventory: Path, artifacts: Path, runs: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(runs):
+        seconds, report = deploy(inventory, artifacts)
+        if report.changed:
+            raise SystemExit(f"a no-op re-run of {inventory} changed {report.changed} thing(s)")
+        times.append(seconds)
+    return statistics.median(times), times
+
+
+def median_verify(inventory: Path, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        seconds, ok = timed(lambda: cli.verify(str(inventory), say=QUIET))
+        if not ok:
+            raise SystemExit(f"verify of {inventory} failed")
+        times.append(seconds)
+    return statistics.median(times)
+
+
+def round_trips(inventory: Path, artifacts: Path) -> dict:
+    """SSH round trips per host in one no-op: one connect plus each command sent."""
+    counts: dict[str, int] = {}
+    original = remote.Remote.run
+
+    def counting(self, command, stdin=None, timeout=None):
+        counts[self.name] = counts.get(self.name, 0) + 1
+        return original(self, command, stdin=stdin, timeout=timeout)
+    remote.Remote.run = counting
+    try:
+        deploy(inventory, artifacts)
+    finally:
+        remote.Remote.run = original
+    per_host = [count + 1 for count in counts.values()]
+    return {"mean": round(statistics.mean(per_host), 1), "max": max(per_host), "min": min(per_host)}
+
+
+def peak_rss_mb(inventory: Path, artifacts: Path) -> float:
+    """The CLI's whole process for one no-op deploy (imports included), as a user runs it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "invoke", "deploy", "--inventory", str(inventory), "--artifact-dir",
+                    str(artifacts)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(before, after) / 1024, 1)
+
+
+TARGETS = {   # figure → (target, what it is compared with)
+    "fresh_ratio": (1.15, "× the local make"),
+    "fresh_from_cache_s": (5.0, "s"),
+    "no_op_3_s": (0.5, "s"),
+    "no_op_30x10_ratio": (1.3, "× the 3-host no-op"),
+    "no_op_30x1_ratio": (2.0, "× the 3-host no-op"),
+    "verify_30_s": (1.5, "s"),
+    "peak_rss_30_mb": (100, "MB"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="skip the reference make and the compiling deploy")
+    arguments = parser.parse_args()
+    figures: dict[str, object] = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    paths = default_paths()
+    golden.build_golden_tree(paths, log=QUIET)
+    tarball = golden.fetch_redis_source(paths, log=QUIET)
+    with tempfile.TemporaryDirectory() as work_dir:
+        work = Path(work_dir)
+        lab = Lab(work)
+        artifacts = work / "artifacts" if not arguments.quick else Path.home() / ".cache/redis-provision/artifacts"
+        try:
+            if not arguments.quick:
+                print("reference local make -j2 …", flush=True)
+                figures["reference_make_s"] = round(reference_make(tarball), 1)
+                inventory = lab.up(3)
+                print("fresh deploy, empty artifact cache …", flush=True)
+                figures["fresh_empty_cache_s"] = round(deploy(inventory, artifacts)[0], 1)
+                figures["fresh_ratio"] = round(figures["fresh_empty_cache_s"] / figures["reference_make_s"], 3)
+            fresh = []
+            for _ in range(3):
+                inventory = lab.up(3)
+                fresh.append(deploy(inventory, artifacts)[0])
+            figures["fresh_from_cache_s"] = round(statistics.median(fresh), 2)
+            print("no-op and verify, 3 hosts …", flush=True)
+            figures["no_op_3_s"] = round(median_no_op(inventory, artifacts, arguments.runs)[0], 3)
+            figures["verify_3_s"] = round(median_verify(inventory, arguments.runs), 3)
+            figures["round_trips_3"] = round_trips(inventory, artifacts)
+            for hosts, groups in ((10, 1), (30, 1), (30, 10)):
+                print(f"{hosts} hosts as {groups} group(s) …", flush=True)
+                inventory = lab.up(hosts, groups)
+                figures[f"fresh_from_cache_{hosts}x{groups}_s"] = round(deploy(inventory, artifacts)[0], 1)
+                key = f"no_op_{hosts}x{groups}"
+                figures[f"{key}_s"] = round(median_no_op(inventory, artifacts, arguments.runs)[0], 3)
+                figures[f"{key}_ratio"] = round(figures[f"{key}_s"] / figures["no_op_3_s"], 2)
+                if (hosts, groups) == (30, 10):
+                    figures["verify_30_s"] = round(median_verify(inventory, arguments.runs), 3)
+                    figures["round_trips_30"] = round_trips(inventory, artifacts)
+                    figures["peak_rss_30_mb"] = peak_rss_mb(inventory, artifacts)
+        finally:
+            lab.down()
+    print_table(figures)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    document = json.dumps(figures, indent=2) + "\n"
+    (RESULTS / f"{figures['started'].replace(':', '')}.json").write_text(document)
+    (RESULTS / "latest.json").write_text(document)
+
+
+def print_table(figures: dict) -> None:
+    rows = [("reference: local make -j2", "reference_make_s", "s"),
+            ("fresh deploy, 3 hosts, empty cache", "fresh_empty_cache_s", "s"),
+            ("  ratio to the local make", "fresh_ratio", "×"),
+            ("fresh deploy, 3 new hosts, warm cache", "fresh_from_cache_s", "s"),
+            ("no-op re-run, 3 hosts", "no_op_3_s", "s"),
+            ("no-op re-run, 10 hosts, 1 group", "no_op_10x1_s", "s"),
+            ("no-op re-run, 30 hosts, 1 group", "no_op_30x1_s", "s"),
+            ("  ratio to 3 hosts", "no_op_30x1_ratio", "×"),
+            ("no-op re-run, 30 hosts, 10 groups", "no_op_30x10_s", "s"),
+            ("  ratio to 3 hosts", "no_op_30x10_ratio", "×"),
+            ("verify, 3 hosts", "verify_3_s", "s"),
+            ("verify, 30 hosts, 10 groups", "verify_30_s", "s"),
+            ("controller peak RSS, 30-host no-op", "peak_rss_30_mb", "MB")]
+    print(f"\nmachine: {figures['machine']['cpus']} CPUs ({figures['machine']['cpu']}), "
+          f"{figures['machine']['memory_gb']} GB, kernel {figures['machine']['kernel']}")
+    print(f"{'figure':42} {'value':>9}  target")
+    for label, key, unit in rows:
+        if key not in figures:
+            continue
+        target = TARGETS.get(key)
+        verdict = ""
+        if target:
+            verdict = f"≤ {target[0]:g} {target[1]}  {'met' if figures[key] <= target[0] else 'NOT met'}"
+        print(f"{label:42} {figures[key]:>8}{unit if unit != '×' else '×':1}  {verdict}")
+    for key in ("round_trips_3", "round_trips_30"):
+        if key in figures:
+            trips = figures[key]
+            print(f"SSH round trips per host in a no-op ({key[12:]} hosts): mean {trips['mean']}, "
+                  f"min {trips['min']}, max {trips['max']}")
+
+
+if __name__ == "__main__":
+    main()
