@@ -41,6 +41,7 @@ class HostRun:
     started_as: dict[int, tuple[str, str | None]] = field(default_factory=dict)   # port → guard's RESULT
     facts: Any = None                  # facts.HostFacts, from the facts wave
     acl_changed: bool | None = None    # users.acl written this run (None: not looked at yet)
+    pending_links: list = field(default_factory=list)   # replicas started, link-up not yet waited for
     step: str = "connect"
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -247,8 +247,23 @@ def _configure_nodes(run: HostRun, deploy: Deploy, role: str) -> None:
             started_as, _ = run.started_as.get(node_plan.port, ("", None))
             if master_host.name == run.name and started_as != "replica":
                 node.wait_master_ready(run, node_plan)
+            elif outcome.restart_keys:
+                node.wait_replica_linked(run, node_plan)      # linked before the group's next restart
             else:
-                node.wait_replica_linked(run, node_plan)
+                # Waited for in the next wave, not while holding one of the pool's slots: every
+                # replica of a large group then connects at once and the master serves them all
+                # with one transfer (repl-diskless-sync-max-replicas), not one batch per slot.
+                run.pending_links.append(node_plan)
+
+
+def wait_replica_links(run: HostRun, deploy: Deploy) -> None:
+    run.begin("start")
+    while run.pending_links:
+        node.wait_replica_linked(run, run.pending_links.pop(0))
+
+
+def hosts_with_pending_links(deploy: Deploy) -> list[HostRun]:
+    return [run for run in deploy.runner.alive() if run.pending_links]
 
 
 def _hand_over_before_restart(run: HostRun, deploy: Deploy, node_plan: NodePlan, restart_keys) -> Host:
@@ -296,7 +311,9 @@ WAVES = (
     Wave("recover",          stopped_group_masters,        recover_stopped_master),
     Wave("new masters",      new_group_masters,            configure_new_masters),
     Wave("replicas",         replicas,                     configure_replicas),
+    Wave("replica links",    hosts_with_pending_links,     wait_replica_links),
     Wave("running masters",  running_group_masters,        configure_running_masters),
+    Wave("replica links",    hosts_with_pending_links,     wait_replica_links),    # a master that came back a replica
     Wave("sentinel",         sentinel_hosts,               configure_sentinel),
     Wave("sentinel-wait",    sentinel_hosts,               wait_sentinel),
 )
