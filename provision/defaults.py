@@ -42,7 +42,7 @@ SYSCTL = (("net.core.somaxconn", 1024), ("vm.overcommit_memory", 1), ("net.ipv4.
 TRANSPARENT_HUGEPAGE = "never"
 
 # controller
-PARALLEL = 10
+PARALLEL = 64                   # hosts in flight at once: every host of most fleets, one wave
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 3600.0        # seconds a single remote command may run (a compile is the longest)
 KEEPALIVE = 15                  # seconds between SSH keepalives (a NAT or firewall keeps the session)

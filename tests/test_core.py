@@ -269,3 +269,9 @@ def test_lab_shapes_spread_groups_over_hosts_with_a_sentinel_set():
     assert five == names[:5]
     with pytest.raises(ValueError, match="--groups"):
         group_layout(names[:3], 4)
+
+
+def test_a_master_starts_the_replica_transfer_once_every_replica_of_its_group_is_connected(lab_like_plan):
+    """repl-diskless-sync-max-replicas: not repl-diskless-sync-delay's 5 s wait per deploy."""
+    node = lab_like_plan.host_plan("lab1").nodes[0]
+    assert "\nrepl-diskless-sync-max-replicas 2\n" in render.redis_conf(lab_like_plan, node, None)

@@ -117,3 +117,24 @@ def test_controller_gateway_reaches_every_host_through_the_jump_host(deployed_la
     with unreachable_from_controller(BEHIND_BASTION):
         lines: list[str] = []
         assert cli.verify(str(path), say=lines.append), "\n".join(lines)
+
+
+def test_the_persistent_shell_returns_output_byte_for_byte_and_keeps_commands_apart(lab_inventory):
+    """Commands share one bash per host: exit codes, stdout without a final newline, stderr,
+    stdin taken to the byte, an `exit` or `cd` that stays inside its command, and a command that
+    reads stdin without being given any (EOF, not the next command)."""
+    connection = remote.connect(lab_inventory.host("lab1"), lab_inventory.controller)
+    try:
+        assert connection.run("printf 'no newline'").stdout == "no newline"
+        assert connection.run("printf 'two\\n\\n'").stdout == "two\n\n"
+        failed = connection.run("echo out; echo err >&2; exit 3")
+        assert (failed.exit_code, failed.stdout, failed.stderr) == (3, "out\n", "err\n")
+        assert connection.run("cd /tmp; exit 0").ok and connection.run("pwd").stdout.strip() != "/tmp"
+        secret = "line one\nline two with 'quotes' and $HOME\n"
+        assert connection.run("cat", stdin=secret).stdout == secret
+        assert connection.run("cat", stdin="partial").stdout == "partial"
+        assert connection.run("cat").stdout == ""                    # no stdin: EOF at once
+        assert connection.run("echo still here").stdout == "still here\n"
+        assert connection._shell is not None                           # all of it on the one session
+    finally:
+        connection.close()

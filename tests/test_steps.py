@@ -171,3 +171,31 @@ def test_a_password_change_goes_live_with_the_password_on_stdin_only(lab_like_pl
     assert refused == []
     assert not any("replication-password-1" in command for command in fake.commands), fake.commands
     assert any(stdin and stdin.endswith('"CONFIG" "SET" "masterauth" "replication-password-1"\n') for stdin in fake.stdins)
+
+
+def test_a_replica_started_without_a_restart_is_waited_for_in_a_later_wave_not_in_its_slot(monkeypatch, lab_like_plan):
+    """Waiting for the link while holding a pool slot made a large group's replicas connect one
+    batch at a time, each batch paying the master's diskless-sync delay."""
+    from types import SimpleNamespace
+
+    from provision import orchestrate
+    from provision.steps import node
+    calls: list[str] = []
+    monkeypatch.setattr(node, "ensure_acl_file", lambda run: False)
+    monkeypatch.setattr(node, "configure", lambda run, node_plan, master: SimpleNamespace(restart_keys=()))
+    monkeypatch.setattr(node, "ensure_running", lambda *args: calls.append("start"))
+    monkeypatch.setattr(node, "wait_replica_linked", lambda run, node_plan: calls.append("wait for link"))
+    master = lab_like_plan.inventory.host("lab1")
+    deploy = SimpleNamespace(role_of=lambda node_plan: "replica",
+                             topology={"mymaster": SimpleNamespace(host=master, source="sentinels")},
+                             restart_locks={})
+    run = SimpleNamespace(name="lab2", host_plan=lab_like_plan.host_plan("lab2"), acl_changed=None,
+                          begin=lambda step: None, started_as={}, pending_links=[])
+    orchestrate.configure_replicas(run, deploy)
+    assert calls == ["start"] and len(run.pending_links) == 1
+    state = SimpleNamespace(runner=SimpleNamespace(alive=lambda: [run]))
+    assert orchestrate.hosts_with_pending_links(state) == [run]
+    orchestrate.wait_replica_links(run, deploy)
+    assert calls == ["start", "wait for link"] and run.pending_links == []
+    names = [wave.name for wave in orchestrate.WAVES]
+    assert names.index("replica links") == names.index("replicas") + 1

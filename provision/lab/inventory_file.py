@@ -59,6 +59,8 @@ def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path, groups: 
     names = [host.name for host in hosts]
     group_specs, sentinel_names = group_layout(names, groups, sentinels)
     return {
+        # The lab's hosts share this machine's CPUs with the controller: past 10 in flight, more
+        # only adds contention (benchmarks/run.py). A real fleet keeps the default.
         "controller": {"network_namespace": BRIDGE_NAMESPACE, "parallel": 10,
                        "known_hosts": str(paths.cache_dir / "lab_known_hosts")},
         "hosts": {host.name: {"address": host.address, "user": "root", "key": str(paths.ssh_key)}
