@@ -27,7 +27,19 @@ from provision import defaults, known_hosts, output
 from provision.errors import HostError, ProvisionError
 from provision.inventory import Host
 
-POLL_SECONDS = 0.0005
+POLL_SECONDS = 0.0005       # the first waits: most commands answer within a few milliseconds
+POLL_MAX_SECONDS = 0.05     # a long command (a compile) is looked at 20 times a second, not 2000
+
+
+POLL_FAST_SECONDS = 0.05    # polled at POLL_SECONDS for this long, then backing off
+
+
+def _next_poll(current: float, started: float) -> float:
+    """Back off once a command has run for a while, so waiting on a compile costs the controller
+    no CPU the compile could use; a short command is still seen within half a millisecond."""
+    if time.monotonic() - started < POLL_FAST_SECONDS:
+        return POLL_SECONDS
+    return min(current * 1.5, POLL_MAX_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,12 @@ class Remote:
         output.detail(f"{self.name}: $ {command}")
         self.current_command, self.command_started = command, time.monotonic()
         self.commands_run += 1
+        try:
+            return self._run(command, wrapped, stdin, timeout)
+        finally:
+            self.current_command = None       # a heartbeat names only a command still running
+
+    def _run(self, command: str, wrapped: str, stdin: str | None, timeout: float | None) -> CommandResult:
         if self._shell_lock.acquire(blocking=False):
             try:
                 if self._shell is None and not self._shell_unavailable:
@@ -101,7 +119,9 @@ class Remote:
                 channel.sendall(stdin.encode())
             channel.shutdown_write()
             stdout, stderr = bytearray(), bytearray()
-            deadline = None if timeout is None else time.monotonic() + timeout
+            started = time.monotonic()
+            deadline = None if timeout is None else started + timeout
+            pause = POLL_SECONDS
             while True:
                 busy = _drain(channel, stdout, stderr)
                 # sshd may send exit-status before the last of stdout: output ends at EOF.
@@ -110,8 +130,11 @@ class Remote:
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     return _timed_out(command, stdout, stderr, timeout)
-                if not busy:
-                    time.sleep(POLL_SECONDS)
+                if busy:
+                    pause, started = POLL_SECONDS, time.monotonic()
+                else:
+                    time.sleep(pause)
+                    pause = _next_poll(pause, started)
             exit_code = channel.recv_exit_status()
         finally:
             channel.close()
@@ -244,15 +267,18 @@ class _ShellSession:
         line = (f"{source} ( {wrapped}\n) {'' if stdin is not None else '</dev/null'}; "
                 f"printf '\\n%s %d\\n' {nonce} $?; printf '\\n%s\\n' {nonce} >&2\n")
         stdout, stderr = bytearray(), bytearray()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        pause = POLL_SECONDS
         try:
             self.channel.sendall(line.encode() + payload)
             while True:
                 busy = _drain(self.channel, stdout, stderr)
-                ended = self._end_out.search(stdout)
+                tail_start = max(0, len(stdout) - 96)        # the marker line is short: look at the end only
+                ended = self._end_out.search(stdout, tail_start)
                 if ended and stderr.endswith(self._end_err):
                     code = int(ended.group(1))
-                    return CommandResult(command, code, stdout[:ended.start()].decode(errors="replace"),
+                    return CommandResult(command, code, bytes(stdout[:ended.start()]).decode(errors="replace"),
                                          stderr[:-len(self._end_err)].decode(errors="replace"))
                 if self.channel.exit_status_ready() or self.channel.closed:
                     _drain(self.channel, stdout, stderr)
@@ -263,8 +289,11 @@ class _ShellSession:
                 if deadline is not None and time.monotonic() > deadline:
                     self.broken = True            # the command may still run: this session is done
                     return _timed_out(command, stdout, stderr, timeout)
-                if not busy:
-                    time.sleep(POLL_SECONDS)
+                if busy:
+                    pause, started = POLL_SECONDS, time.monotonic()
+                else:
+                    time.sleep(pause)
+                    pause = _next_poll(pause, started)
         except (OSError, EOFError, paramiko.SSHException) as error:
             self.broken = True
             return CommandResult(command, 255, stdout.decode(errors="replace"),
