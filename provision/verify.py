@@ -278,9 +278,12 @@ def run(plan: Plan) -> list[CheckResult]:
 
             for host_results in pool.map(host_checks, plan.hosts):
                 results += host_results
-            for group in plan.inventory.groups:
-                if current[group.name] is not None:
-                    results += _check_data_path(plan, connections, group, current[group.name])
+            # Groups are independent: their write-then-read checks run side by side (a host in
+            # two groups is still safe: its connection serves two commands at once).
+            checked = [group for group in plan.inventory.groups if current[group.name] is not None]
+            for group_results in pool.map(lambda group: _check_data_path(plan, connections, group, current[group.name]),
+                                          checked):
+                results += group_results
         finally:
             for connection in connections.values():
                 connection.close()
