@@ -139,3 +139,12 @@ def test_heartbeat_names_the_host_the_step_and_the_running_command(monkeypatch):
     runner.each([SlowRun()], "install", lambda run: time.sleep(0.3))
     runner.close()
     assert any("lab1: step 'install' still running" in line and "make -j2 …" in line for line in said), said
+
+
+def test_user_and_port_come_from_ssh_config_unless_the_inventory_names_them(lab_like_plan):
+    import paramiko
+    config = paramiko.SSHConfig.from_text("Host 10.77.0.11\n  User deploy\n  Port 2222\n")
+    host = lab_like_plan.inventory.host("lab1")
+    assert remote._effective(replace(host, user=None, port=None), config) == ("deploy", 2222)
+    assert remote._effective(replace(host, user="ops", port=22), config) == ("ops", 22)
+    assert remote._effective(replace(host, user=None, port=None), None) == ("root", 22)
