@@ -1,10 +1,13 @@
 """The only module that talks SSH. One connection per host per run, reused by every step.
 
-Why not Fabric's `Connection.run`: each call goes through Invoke's runner threads (15-25 ms a
-trivial command even with TCP_NODELAY); a bare paramiko channel on the same transport is ~6 ms,
-and a deploy makes hundreds of small probes. Fabric still opens the connection (auth, config,
-SFTP). Commands never carry secrets: those travel on stdin (`run(command, stdin=...)`; see
-rediscli.command_line for how a shell hands them to redis-cli).
+Fabric opens the connection the way ssh would (ssh_config, ProxyJump or a gateway, agent and
+keys; see connect) and does SFTP. Commands do not go through Fabric's `Connection.run`: each call
+there passes Invoke's runner threads (15-25 ms for a trivial command). A channel per command on
+the same transport costs ~10 ms under load, and a deploy sends hundreds of small probes, so the
+commands of a host go to one persistent bash session (_ShellSession, ~2.7 ms a command), with a
+channel of their own only when that session is busy. Commands never carry secrets: those travel
+on stdin (`run(command, stdin=...)`; see rediscli.command_line for how a shell hands them to
+redis-cli).
 """
 from __future__ import annotations
 
@@ -119,22 +122,11 @@ class Remote:
                 channel.sendall(stdin.encode())
             channel.shutdown_write()
             stdout, stderr = bytearray(), bytearray()
-            started = time.monotonic()
-            deadline = None if timeout is None else started + timeout
-            pause = POLL_SECONDS
-            while True:
-                busy = _drain(channel, stdout, stderr)
-                # sshd may send exit-status before the last of stdout: output ends at EOF.
-                if (channel.exit_status_ready() and (channel.eof_received or channel.closed)
-                        and not channel.recv_ready() and not channel.recv_stderr_ready()):
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    return _timed_out(command, stdout, stderr, timeout)
-                if busy:
-                    pause, started = POLL_SECONDS, time.monotonic()
-                else:
-                    time.sleep(pause)
-                    pause = _next_poll(pause, started)
+            # sshd may send exit-status before the last of stdout: output ends at EOF.
+            if not _wait(channel, stdout, stderr, timeout, lambda: (
+                    channel.exit_status_ready() and (channel.eof_received or channel.closed)
+                    and not channel.recv_ready() and not channel.recv_stderr_ready())):
+                return _timed_out(command, stdout, stderr, timeout)
             exit_code = channel.recv_exit_status()
         finally:
             channel.close()
@@ -220,6 +212,24 @@ def _drain(channel, stdout: bytearray, stderr: bytearray) -> bool:
     return busy
 
 
+def _wait(channel, stdout: bytearray, stderr: bytearray, timeout: float | None, done) -> bool:
+    """Drain the channel into the buffers until done(); False when `timeout` passed first. Polls
+    every POLL_SECONDS while output flows, backing off after POLL_FAST_SECONDS of quiet."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause, quiet_since = POLL_SECONDS, time.monotonic()
+    while True:
+        busy = _drain(channel, stdout, stderr)
+        if done():
+            return True
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        if busy:
+            pause, quiet_since = POLL_SECONDS, time.monotonic()
+        else:
+            time.sleep(pause)
+            pause = _next_poll(pause, quiet_since)
+
+
 def _timed_out(command: str, stdout: bytearray, stderr: bytearray, timeout: float | None) -> CommandResult:
     return CommandResult(command, 124, stdout.decode(errors="replace"),
                          stderr.decode(errors="replace") + f"\n(timed out after {timeout}s)")
@@ -267,37 +277,36 @@ class _ShellSession:
         line = (f"{source} ( {wrapped}\n) {'' if stdin is not None else '</dev/null'}; "
                 f"printf '\\n%s %d\\n' {nonce} $?; printf '\\n%s\\n' {nonce} >&2\n")
         stdout, stderr = bytearray(), bytearray()
-        started = time.monotonic()
-        deadline = None if timeout is None else started + timeout
-        pause = POLL_SECONDS
+        channel = self.channel
         try:
-            self.channel.sendall(line.encode() + payload)
-            while True:
-                busy = _drain(self.channel, stdout, stderr)
-                tail_start = max(0, len(stdout) - 96)        # the marker line is short: look at the end only
-                ended = self._end_out.search(stdout, tail_start)
-                if ended and stderr.endswith(self._end_err):
-                    code = int(ended.group(1))
-                    return CommandResult(command, code, bytes(stdout[:ended.start()]).decode(errors="replace"),
-                                         stderr[:-len(self._end_err)].decode(errors="replace"))
-                if self.channel.exit_status_ready() or self.channel.closed:
-                    _drain(self.channel, stdout, stderr)
-                    self.broken = True
-                    code = self.channel.recv_exit_status() if self.channel.exit_status_ready() else 255
-                    return CommandResult(command, 255 if code == 0 else code, stdout.decode(errors="replace"),
-                                         stderr.decode(errors="replace") + "\n(the remote shell ended)")
-                if deadline is not None and time.monotonic() > deadline:
-                    self.broken = True            # the command may still run: this session is done
-                    return _timed_out(command, stdout, stderr, timeout)
-                if busy:
-                    pause, started = POLL_SECONDS, time.monotonic()
-                else:
-                    time.sleep(pause)
-                    pause = _next_poll(pause, started)
+            channel.sendall(line.encode() + payload)
+
+            def ended():
+                return self._end_of(stdout, stderr) is not None or channel.exit_status_ready() or channel.closed
+            if not _wait(channel, stdout, stderr, timeout, ended):
+                self.broken = True            # the command may still run: this session is done
+                return _timed_out(command, stdout, stderr, timeout)
+            marker = self._end_of(stdout, stderr)
+            if marker is not None:
+                return CommandResult(command, int(marker.group(1)),
+                                     bytes(stdout[:marker.start()]).decode(errors="replace"),
+                                     stderr[:-len(self._end_err)].decode(errors="replace"))
+            _drain(channel, stdout, stderr)
+            self.broken = True
+            code = channel.recv_exit_status() if channel.exit_status_ready() else 255
+            return CommandResult(command, 255 if code == 0 else code, stdout.decode(errors="replace"),
+                                 stderr.decode(errors="replace") + "\n(the remote shell ended)")
         except (OSError, EOFError, paramiko.SSHException) as error:
             self.broken = True
             return CommandResult(command, 255, stdout.decode(errors="replace"),
                                  stderr.decode(errors="replace") + f"\n(remote shell: {error})")
+
+    def _end_of(self, stdout: bytearray, stderr: bytearray):
+        """The end marker's match when both streams are complete (it is short: only the tail of
+        stdout is searched)."""
+        if not stderr.endswith(self._end_err):
+            return None
+        return self._end_out.search(stdout, max(0, len(stdout) - 96))
 
     def close(self) -> None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from provision import rediscli
+from provision import rediscli, topology
 from provision.plan import Plan
 from provision.remote import Remote
 from provision.table import format_table
@@ -41,11 +41,8 @@ class GroupView:
     @property
     def sentinel_master(self) -> str | None:
         """The address a majority of the group's sentinels name as master, if any."""
-        answers = [view.master_address for view in self.sentinels if view.master_address]
-        for address in set(answers):
-            if answers.count(address) * 2 > len(self.sentinels):
-                return address
-        return None
+        said = topology.agreement([view.master_address for view in self.sentinels], len(self.sentinels))
+        return said.address if said.has_majority else None
 
 
 def view(plan: Plan, connections: dict[str, Remote]) -> tuple[GroupView, ...]:

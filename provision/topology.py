@@ -25,6 +25,46 @@ class TopologyError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Agreement:
+    """What the sentinels that answered say about one group's master, against all configured
+    sentinels: Sentinel's own rule is a majority of ALL of them, not of those that answered."""
+    counts: dict[str, int]          # address → how many sentinels name it
+    sentinel_count: int             # configured sentinels
+
+    @property
+    def address(self) -> str | None:
+        """The address most sentinels name (None when none answered)."""
+        return max(self.counts, key=self.counts.get) if self.counts else None
+
+    @property
+    def votes(self) -> int:
+        return self.counts.get(self.address, 0) if self.address else 0
+
+    @property
+    def majority(self) -> int:
+        return self.sentinel_count // 2 + 1
+
+    @property
+    def has_majority(self) -> bool:
+        return self.votes >= self.majority
+
+    @property
+    def unanimous(self) -> bool:
+        """Every sentinel that answered names the same address."""
+        return len(self.counts) == 1
+
+    @property
+    def contested(self) -> bool:
+        """Answers split with no address named by more than half of them."""
+        return len(self.counts) > 1 and self.votes * 2 <= sum(self.counts.values())
+
+
+def agreement(answers: list[str | None], sentinel_count: int) -> Agreement:
+    """The one place the majority rule lives (deploy, verify and status all use it)."""
+    return Agreement(dict(Counter(answer for answer in answers if answer)), sentinel_count)
+
+
 def parse_master_address(text: str) -> tuple[str, int] | None:
     """SENTINEL GET-MASTER-ADDR-BY-NAME reply (two lines, or nothing for an unknown name)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -69,13 +109,14 @@ def node_roles(plan: Plan, remotes: dict[str, Remote], group: Group) -> dict[str
 
 def current_master(plan: Plan, remotes: dict[str, Remote], group: Group) -> GroupMaster:
     answers = sentinel_answers(plan, remotes, group)
-    if answers:
-        address, votes = Counter(answers).most_common(1)[0]
-        host = plan.host_by_data_address(address)
+    said = agreement(answers, len(plan.inventory.sentinels))
+    if said.address:
+        host = plan.host_by_data_address(said.address)
         if host is None:
-            raise TopologyError(f"group {group.name}: sentinels name master {address}, which is no host of the inventory")
-        if votes * 2 <= len(answers) and len(set(answers)) > 1:
-            raise TopologyError(f"group {group.name}: sentinels disagree on the master ({dict(Counter(answers))}); "
+            raise TopologyError(f"group {group.name}: sentinels name master {said.address}, which is no host of the "
+                                "inventory")
+        if said.contested:
+            raise TopologyError(f"group {group.name}: sentinels disagree on the master ({said.counts}); "
                                 "refusing to configure until they converge")
         return GroupMaster(group.name, host, "sentinels")
     roles = node_roles(plan, remotes, group)

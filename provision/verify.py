@@ -11,7 +11,6 @@ import json
 import secrets
 import shlex
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -197,15 +196,12 @@ def _agreed_masters(plan: Plan, connections: dict[str, Remote]) -> tuple[dict[st
     """group → master address the sentinels agree on (majority of all sentinels)."""
     agreed, results = {}, []
     for group in plan.inventory.groups:
-        answers = topology.sentinel_answers(plan, connections, group)
-        counted = Counter(answers)
-        address, votes = counted.most_common(1)[0] if counted else (None, 0)
-        majority = len(plan.inventory.sentinels) // 2 + 1
-        ok = votes >= majority and len(counted) == 1
-        results.append(CheckResult("(all)", f"sentinels agree on {group.name}", ok,
-                                   f"{dict(counted) or 'no answer'} (need {majority} of {len(plan.inventory.sentinels)} on one address)"))
-        if address:
-            agreed[group.name] = address
+        said = topology.agreement(topology.sentinel_answers(plan, connections, group), len(plan.inventory.sentinels))
+        results.append(CheckResult("(all)", f"sentinels agree on {group.name}", said.has_majority and said.unanimous,
+                                   f"{said.counts or 'no answer'} (need {said.majority} of {said.sentinel_count} on "
+                                   "one address)"))
+        if said.address:
+            agreed[group.name] = said.address
     return agreed, results
 
 

@@ -275,3 +275,13 @@ def test_a_master_starts_the_replica_transfer_once_every_replica_of_its_group_is
     """repl-diskless-sync-max-replicas: not repl-diskless-sync-delay's 5 s wait per deploy."""
     node = lab_like_plan.host_plan("lab1").nodes[0]
     assert "\nrepl-diskless-sync-max-replicas 2\n" in render.redis_conf(lab_like_plan, node, None)
+
+
+def test_the_sentinel_majority_rule_counts_all_configured_sentinels_not_only_those_that_answered():
+    two_of_five = topology.agreement(["10.0.0.1", "10.0.0.1", None, None, None], 5)
+    assert two_of_five.address == "10.0.0.1" and not two_of_five.has_majority and two_of_five.unanimous
+    three_of_five = topology.agreement(["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.1"], 5)
+    assert three_of_five.has_majority and not three_of_five.unanimous and not three_of_five.contested
+    split = topology.agreement(["10.0.0.1", "10.0.0.2"], 3)
+    assert split.contested and not split.has_majority
+    assert topology.agreement([], 3).address is None
