@@ -85,6 +85,14 @@ def secret_masker(inventory: "Inventory") -> Callable[[str], str]:
 
 
 @dataclass(frozen=True)
+class RedisOverrides:
+    """`redis:` under a host or a group: what differs there from the global redis section
+    (Ansible's host_vars/group_vars, inside the one file). A host's value beats its group's."""
+    maxmemory: str | None = None
+    settings: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     address: str
@@ -93,6 +101,7 @@ class Host:
     port: int | None = None      # None: ssh_config's Port, else 22
     key: str | None = None       # absolute (resolved against the inventory's folder)
     sudo: bool = False
+    redis: RedisOverrides = RedisOverrides()
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,7 @@ class Group:
     parallel_syncs: int = defaults.PARALLEL_SYNCS
     min_replicas_to_write: int = 1
     min_replicas_max_lag: int = defaults.min_replicas_max_lag(defaults.DOWN_AFTER_MILLISECONDS)
+    redis: RedisOverrides = RedisOverrides()
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -428,7 +438,7 @@ def _read_hosts(problems: _Problems, data: Any, base_dir: Path, ssh_config: "par
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             problems.add(key_path, "host names are letters, digits, '-', '_' and '.'")
             continue
-        section = _Section(problems, key_path, spec, "address, user, port, key, sudo, data_address")
+        section = _Section(problems, key_path, spec, "address, user, port, key, sudo, data_address, redis")
         address = section.get("address", str, what="the SSH address, host name or ssh_config alias")
         data_given = "data_address" in section.data if isinstance(section.data, dict) else False
         data_address = section.get("data_address", str, address)
@@ -436,6 +446,7 @@ def _read_hosts(problems: _Problems, data: Any, base_dir: Path, ssh_config: "par
         port = section.positive_int("port", None, maximum=65535)
         key = section.get("key", str, None)
         sudo = section.get("sudo", bool, False)
+        overrides = _read_overrides(problems, key_path + ("redis",), section.get("redis", dict, None))
         section.finish()
         if address is None:
             continue
@@ -474,8 +485,53 @@ def _read_hosts(problems: _Problems, data: Any, base_dir: Path, ssh_config: "par
                          f"{data_address} is also the data address of host {seen_data[data_address]!r}")
         seen_data[data_address] = name
         hosts.append(Host(name=name, address=address, data_address=data_address or address, user=user,
-                          port=port, key=key, sudo=bool(sudo)))
+                          port=port, key=key, sudo=bool(sudo), redis=overrides))
     return tuple(hosts)
+
+
+def _maxmemory_problem(value: str) -> str | None:
+    if not SIZE_PATTERN.fullmatch(value):
+        return f"expected a size such as 0, 256mb or 2gb, got {value!r}"
+    return None
+
+
+def _read_settings(problems: _Problems, key_path: tuple, extra: dict) -> list[tuple[str, str]]:
+    """Extra redis.conf directives (global, per group or per host); each problem is named at its
+    own key path, so a wrong override says where it came from."""
+    extra_settings = []
+    for key, value in extra.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", key):
+            problems.add(key_path + (key,), "expected a redis.conf directive name (lowercase, dashes)")
+            continue
+        if key in directives.reserved_settings():
+            problems.add(key_path + (key,), f"{key} is managed by the tool; set it through its own key")
+            continue
+        if not isinstance(value, (str, int)):
+            problems.add(key_path + (key,), f"expected a string or number, got {_type_name(value)}")
+            continue
+        if isinstance(value, str) and CONTROL_CHARACTERS.search(value):
+            problems.add(key_path + (key,), "a newline or control character would start another "
+                                            "directive in redis.conf; give one value on one line")
+            continue
+        text = ("yes" if value else "no") if isinstance(value, bool) else str(value)
+        extra_settings.append((key, text))
+    return extra_settings
+
+
+def _read_overrides(problems: _Problems, key_path: tuple, data: Any) -> RedisOverrides:
+    """`redis: {maxmemory, settings}` under a host or a group."""
+    if data is None:
+        return RedisOverrides()
+    section = _Section(problems, key_path, data, "maxmemory, settings")
+    maxmemory = section.get("maxmemory", (str, int), None)
+    if maxmemory is not None:
+        maxmemory = str(maxmemory)
+        problem = _maxmemory_problem(maxmemory)
+        if problem:
+            problems.add(key_path + ("maxmemory",), problem)
+    settings = _read_settings(problems, key_path + ("settings",), section.get("settings", dict, {}))
+    section.finish()
+    return RedisOverrides(maxmemory=maxmemory, settings=tuple(sorted(settings)))
 
 
 def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings | None:
@@ -516,8 +572,6 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
     if port is not None and port == sentinel_port:
         problems.add(("redis", "sentinel_port"), f"must differ from redis.port ({port})")
     maxmemory = str(section.get("maxmemory", (str, int), defaults.MAXMEMORY))
-    if not SIZE_PATTERN.fullmatch(maxmemory):
-        problems.add(("redis", "maxmemory"), f"expected a size such as 0, 256mb or 2gb, got {maxmemory!r}")
     policy = section.get("maxmemory_policy", str, defaults.MAXMEMORY_POLICY)
     if policy not in MAXMEMORY_POLICIES:
         problems.add(("redis", "maxmemory_policy"), f"expected one of {', '.join(MAXMEMORY_POLICIES)}, got {policy!r}")
@@ -529,24 +583,10 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
         problems.add(("redis", "appendonly"), 'appendonly: false with save: "" leaves no persistence: a master that '
                      "restarts comes back empty and its replicas copy the empty dataset (Redis docs, \"Safety of "
                      "replication when master has persistence turned off\"); keep appendonly: true or set save")
-    extra = section.get("settings", dict, {})
-    extra_settings = []
-    for key, value in extra.items():
-        if not isinstance(key, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", key):
-            problems.add(("redis", "settings", key), "expected a redis.conf directive name (lowercase, dashes)")
-            continue
-        if key in directives.reserved_settings():
-            problems.add(("redis", "settings", key), f"{key} is managed by the tool; set it through its own key")
-            continue
-        if not isinstance(value, (str, int)):
-            problems.add(("redis", "settings", key), f"expected a string or number, got {_type_name(value)}")
-            continue
-        if isinstance(value, str) and CONTROL_CHARACTERS.search(value):
-            problems.add(("redis", "settings", key), "a newline or control character would start another "
-                                                     "directive in redis.conf; give one value on one line")
-            continue
-        text = ("yes" if value else "no") if isinstance(value, bool) else str(value)
-        extra_settings.append((key, text))
+    maxmemory_problem = _maxmemory_problem(maxmemory)
+    if maxmemory_problem:
+        problems.add(("redis", "maxmemory"), maxmemory_problem)
+    extra_settings = _read_settings(problems, ("redis", "settings"), section.get("settings", dict, {}))
     section.finish()
     if None in (version, sha256, port, sentinel_port):
         return None
@@ -592,6 +632,7 @@ def _read_groups(problems: _Problems, data: Any, default_port: int | None) -> tu
                                             minimum=0)
         max_lag = section.positive_int("min_replicas_max_lag",
                                        defaults.min_replicas_max_lag(down_after or defaults.DOWN_AFTER_MILLISECONDS))
+        overrides = _read_overrides(problems, key_path + ("redis",), section.get("redis", dict, None))
         section.finish()
         if min_to_write and max_lag and down_after and max_lag * 1000 >= down_after:
             problems.add(key_path + ("min_replicas_max_lag",),
@@ -608,7 +649,7 @@ def _read_groups(problems: _Problems, data: Any, default_port: int | None) -> tu
         groups.append(Group(name=name, master=master, replicas=tuple(replica_names), quorum=quorum, port=port,
                             down_after_milliseconds=down_after, failover_timeout=failover_timeout,
                             parallel_syncs=parallel_syncs, min_replicas_to_write=min_to_write,
-                            min_replicas_max_lag=max_lag))
+                            min_replicas_max_lag=max_lag, redis=overrides))
     return tuple(groups)
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from provision.inventory import Group, Host, Inventory
+from provision.inventory import Group, Host, Inventory, RedisSettings
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,18 @@ class Plan:
             if host.data_address == address:
                 return host
         return None
+
+
+def node_redis(inventory: Inventory, node: "NodePlan") -> RedisSettings:
+    """The redis settings one node runs with: the global section, then its group's `redis:`,
+    then its host's (the more specific wins, key by key for settings)."""
+    redis = inventory.redis
+    maxmemory = redis.maxmemory
+    settings = dict(redis.extra_settings)
+    for overrides in (node.group.redis, node.host.redis):
+        maxmemory = overrides.maxmemory or maxmemory
+        settings.update(overrides.settings)
+    return replace(redis, maxmemory=maxmemory, extra_settings=tuple(sorted(settings.items())))
 
 
 def limit_hosts(inventory: Inventory, patterns: tuple[str, ...]) -> tuple[str, ...]:

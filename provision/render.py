@@ -11,7 +11,7 @@ import jinja2
 from provision import confparse, directives
 from provision.confparse import Directive
 from provision.inventory import Group, Host, password_hash
-from provision.plan import HostPlan, NodePlan, Plan
+from provision.plan import HostPlan, NodePlan, Plan, node_redis
 
 RC_LOCAL_BEGIN = "# BEGIN redis-provision"
 RC_LOCAL_END = "# END redis-provision"
@@ -51,7 +51,8 @@ def redis_conf(plan: Plan, node: NodePlan, replicaof: Host | None) -> str:
     """The whole redis.conf, for a node whose file does not exist yet."""
     inventory = plan.inventory
     return _render("redis.conf.j2", node=node, group=node.group, host=node.host, layout=plan.layout,
-                   acl=inventory.acl, redis=inventory.redis, tcp_backlog=tcp_backlog(plan), replicaof=replicaof)
+                   acl=inventory.acl, redis=node_redis(inventory, node), tcp_backlog=tcp_backlog(plan),
+                   replicaof=replicaof)
 
 
 def redis_owned_directives(plan: Plan, node: NodePlan) -> list[Directive]:

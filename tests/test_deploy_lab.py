@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from provision import cli
 from provision.lab import hosts as lab_hosts
 from tests.labtools import (run_on, sentinel_client, client, deploy, master_per_sentinel, settled_after_failover, start_times, variant,
                             verify_failures, wait_for)
@@ -125,6 +126,30 @@ def test_live_settable_change_is_applied_without_a_restart(lab, lab_inventory, a
     assert start_times(lab_inventory) == before
     report, output = deploy(lab, artifact_dir)
     assert report.ok and report.changed == 6 and start_times(lab_inventory) == before, output
+
+
+def test_a_host_override_changes_only_that_host_live_and_a_rerun_changes_nothing(deployed_lab, lab, lab_inventory,
+                                                                                artifact_dir, tmp_path):
+    """hosts.lab2.redis.maxmemory and a group setting beat the global section, live."""
+    before = start_times(lab_inventory)
+
+    def bigger_lab2(document):
+        document["hosts"]["lab2"]["redis"] = {"maxmemory": "256mb"}
+        document["groups"]["mymaster"]["redis"] = {"settings": {"maxclients": 9000}}
+    edited = variant(lab, tmp_path, bigger_lab2)
+    report, output = deploy(edited, artifact_dir)
+    assert report.ok, output
+    sizes = {host: client(lab_inventory, host).config_get("maxmemory")["maxmemory"] for host in ("lab1", "lab2", "lab3")}
+    assert sizes == {"lab1": str(128 * 1024 * 1024), "lab2": str(256 * 1024 * 1024), "lab3": str(128 * 1024 * 1024)}
+    assert {client(lab_inventory, host).config_get("maxclients")["maxclients"] for host in ("lab1", "lab2", "lab3")} \
+        == {"9000"}
+    assert start_times(lab_inventory) == before                  # all of it live, nothing restarted
+    again, output = deploy(edited, artifact_dir)
+    assert again.ok and again.changed == 0, output
+    lines: list[str] = []
+    assert cli.verify(str(edited), say=lines.append), "\n".join(lines)
+    restored, output = deploy(lab, artifact_dir)                 # back to the lab's own inventory
+    assert restored.ok, output
 
 
 def test_rerun_after_failover_keeps_the_new_master_and_restarts_nothing(lab, lab_inventory, artifact_dir):

@@ -366,3 +366,30 @@ def test_an_ssh_config_alias_takes_its_data_address_from_hostname(tmp_path):
     loaded = inventory.load(write(tmp_path, document), ENVIRONMENT)
     host = loaded.host("a")
     assert (host.address, host.data_address, host.user, host.port) == ("db-a", "10.0.0.31", None, None)
+
+
+def test_host_and_group_redis_settings_override_the_global_ones_key_by_key(tmp_path):
+    from provision import plan as planner, render
+    document = base()
+    document["redis"]["maxmemory"] = "1gb"
+    document["redis"]["settings"] = {"maxclients": 5000, "timeout": 300}
+    document["groups"]["mymaster"]["redis"] = {"settings": {"maxclients": 6000, "hz": 20}}
+    document["hosts"]["b"]["redis"] = {"maxmemory": "8gb", "settings": {"maxclients": 7000}}
+    built = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    on_a = planner.node_redis(built.inventory, built.host_plan("a").nodes[0])
+    on_b = planner.node_redis(built.inventory, built.host_plan("b").nodes[0])
+    assert on_a.maxmemory == "1gb" and dict(on_a.extra_settings) == {"maxclients": "6000", "timeout": "300", "hz": "20"}
+    assert on_b.maxmemory == "8gb" and dict(on_b.extra_settings)["maxclients"] == "7000"
+    config_b = render.redis_conf(built, built.host_plan("b").nodes[0], None)
+    assert "\nmaxmemory 8gb\n" in config_b and "\nmaxclients 7000\n" in config_b and "\nhz 20\n" in config_b
+
+
+def test_a_wrong_override_is_named_where_it_was_written(tmp_path):
+    document = base()
+    document["hosts"]["b"]["redis"] = {"maxmemory": "lots", "settings": {"port": 7000}, "maxclient": 1}
+    document["groups"]["mymaster"]["redis"] = {"settings": {"hz": [1]}}
+    problems = problems_of(tmp_path, document)
+    assert any("hosts.b.redis.maxmemory: expected a size such as 0, 256mb or 2gb, got 'lots'" in p for p in problems)
+    assert any("hosts.b.redis.settings.port: port is managed by the tool" in p for p in problems)
+    assert any("hosts.b.redis.maxclient" in p for p in problems)
+    assert any("groups.mymaster.redis.settings.hz: expected a string or number, got a list" in p for p in problems)
