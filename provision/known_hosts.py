@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -104,7 +105,6 @@ def append(path: str, host_key_name: str, key: paramiko.PKey) -> None:
 
 
 def _fingerprint(key: paramiko.PKey) -> str:
-    import hashlib
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 

@@ -8,6 +8,7 @@ task shares: 0 ok, 1 a host or a check failed, 2 bad input (inventory, flag or f
 """
 from __future__ import annotations
 
+import json as jsonlib     # the tasks' own `json` flag takes the plain name
 import sys
 from importlib import metadata
 from typing import Callable
@@ -66,8 +67,7 @@ def _run(work: Callable[[], bool], verbose: int, log_file: str | None, as_json: 
 
 def _fail(error: ProvisionError, code: int, as_json: bool) -> None:
     if as_json:
-        import json
-        print(json.dumps({"ok": False, "error": str(error), "problems": getattr(error, "problems", [str(error)])},
+        print(jsonlib.dumps({"ok": False, "error": str(error), "problems": getattr(error, "problems", [str(error)])},
                          indent=2), flush=True)
         raise Exit(code=code)
     raise Exit(f"error: {error}", code)
