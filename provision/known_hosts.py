@@ -22,7 +22,7 @@ from paramiko.hostkeys import HostKeyEntry
 
 from provision.errors import ProvisionError
 
-_append_lock = threading.Lock()
+_append_lock = threading.RLock()     # the file and the in-memory keys of a shared KnownHosts
 
 
 class HostKeyRefused(ProvisionError):
@@ -76,11 +76,10 @@ def load(path: str) -> KnownHosts:
             known.skipped.append((line_number, "a key type this tool cannot read"))
             continue
         known.entries.append((line_number, entry))
-    for _, entry in known.entries:
-        if (entry.key.get_name(), entry.key.get_base64()) in known.revoked:
-            continue                      # a revoked key never counts as known
-        for name in entry.hostnames:
-            known.keys.add(name, entry.key.get_name(), entry.key)
+    # One pass, not HostKeys.add per name (which scans every entry: quadratic in the file).
+    # A revoked key never counts as known; reversed, so a later line wins, as add() made it.
+    known.keys._entries = [entry for _, entry in reversed(known.entries)
+                           if (entry.key.get_name(), entry.key.get_base64()) not in known.revoked]
     return known
 
 
@@ -142,15 +141,22 @@ class Policy(paramiko.MissingHostKeyPolicy):
         if self.checking == "yes":
             raise HostKeyRefused(f"no {key.get_name()} host key is known for {hostname} in {self.known.path} and "
                                  f"host_key_checking is yes. Host key verification failed.")
-        append(self.known.path, hostname, key)
-        self.known.keys.add(hostname, key.get_name(), key)
+        with _append_lock:
+            append(self.known.path, hostname, key)
+            self.known.keys.add(hostname, key.get_name(), key)
 
 
-def apply(client: paramiko.SSHClient, known: KnownHosts, checking: str) -> None:
-    """Give a paramiko client the known keys (kept in memory: SSHClient never saves them) and the
-    policy. Fabric's own default is AutoAddPolicy: accept anything, record nothing."""
-    client_keys = client.get_host_keys()
-    for entry in known.keys:
-        for key_type, key in known.keys[entry].items():
-            client_keys.add(entry, key_type, key)
+def host_key_name(host: str, port: int) -> str:
+    """The name paramiko (and OpenSSH) look a host's key up by."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def apply(client: paramiko.SSHClient, known: KnownHosts, checking: str, host: str, port: int) -> None:
+    """Give a paramiko client the known keys of the host it connects to (kept in memory:
+    SSHClient never saves them) and the policy. Fabric's own default is AutoAddPolicy: accept
+    anything, record nothing."""
+    name = host_key_name(host, port)
+    recorded = known.keys.lookup(name)
+    for key_type, key in (recorded.items() if recorded else ()):
+        client.get_host_keys().add(name, key_type, key)
     client.set_missing_host_key_policy(Policy(known, checking))

@@ -27,10 +27,11 @@ def say(message: str) -> None:
     LOGGER.info(message)
 
 
-def detail(message: str) -> None:
-    """A line only -vv (or a log file) shows (DEBUG): each command sent to a host."""
+def detail(message: str, *args) -> None:
+    """A line only -vv (or a log file) shows (DEBUG): each command sent to a host. `args` are
+    formatted only when some handler wants the line (this is on every command's path)."""
     ensure_configured()
-    LOGGER.debug(message)
+    LOGGER.debug(message, *args)
 
 
 def colourise(text: str) -> str:
@@ -77,10 +78,13 @@ def configure(verbosity: int = 0, log_file: str | None = None, stream=None) -> N
     for handler in list(LOGGER.handlers):
         LOGGER.removeHandler(handler)
         handler.close()
-    LOGGER.setLevel(logging.DEBUG)
     LOGGER.propagate = False
+    terminal_level = LEVELS[min(max(verbosity, 0), 2)]
+    # The logger's own level is the lowest any handler takes, so a DEBUG line nobody wants is
+    # dropped before a record is made.
+    LOGGER.setLevel(logging.DEBUG if log_file else terminal_level)
     terminal = logging.StreamHandler(stream)
-    terminal.setLevel(LEVELS[min(max(verbosity, 0), 2)])
+    terminal.setLevel(terminal_level)
     terminal.setFormatter(_TerminalFormatter(wants_colour(stream)))
     LOGGER.addHandler(terminal)
     if log_file:

@@ -31,10 +31,8 @@ from provision.errors import HostError, ProvisionError
 from provision.inventory import Host
 
 POLL_SECONDS = 0.0005       # the first waits: most commands answer within a few milliseconds
-POLL_MAX_SECONDS = 0.05     # a long command (a compile) is looked at 20 times a second, not 2000
-
-
 POLL_FAST_SECONDS = 0.05    # polled at POLL_SECONDS for this long, then backing off
+POLL_MAX_SECONDS = 0.05     # a long command (a compile) is looked at 20 times a second, not 2000
 
 
 def _next_poll(current: float, started: float) -> float:
@@ -89,7 +87,7 @@ class Remote:
         host's persistent shell (_ShellSession) when that is free, else on a channel of its own."""
         wrapped = _wrap_privileged(self.host, self.user, command)
         timeout = timeout if timeout is not None else self.command_timeout
-        output.detail(f"{self.name}: $ {command}")
+        output.detail("%s: $ %s", self.name, command)
         self.current_command, self.command_started = command, time.monotonic()
         self.commands_run += 1
         try:
@@ -368,12 +366,13 @@ def _describe_error(error: BaseException, target: str, timeout: float) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-def connect(host: Host, controller) -> Remote:
+def connect(host: Host, controller, known: known_hosts.KnownHosts | None = None) -> Remote:
     """Open the run's one SSH connection to a host, the way ssh would: Fabric makes it (with
     ssh_config's alias, HostName, User, Port, IdentityFile and ProxyJump, or the inventory's
     gateway), keys from the inventory and ssh-agent, known_hosts as OpenSSH keeps it. Then Nagle
     goes off on the TCP socket (SSH's small request/reply packets otherwise wait on delayed ACKs,
-    ~40 ms a command) and a keepalive goes on. HostError(step='connect') when it cannot."""
+    ~40 ms a command) and a keepalive goes on. HostError(step='connect') when it cannot.
+    `known`: known_hosts already read (open_all reads it once for every host)."""
     config = _fabric_config(controller)
     user, port = _effective(host, config.base_ssh_config)
     timeout = controller.connect_timeout
@@ -387,9 +386,9 @@ def connect(host: Host, controller) -> Remote:
     target = f"ssh {connection.user}@{connection.host}:{connection.port}"
     if isinstance(connection.gateway, Connection):
         target += " via " + " via ".join(f"{hop.user}@{hop.host}:{hop.port}" for hop in _hops(connection)[1:])
-    known = known_hosts.load(controller.known_hosts)
+    known = known or known_hosts.load(controller.known_hosts)
     for hop in _hops(connection):
-        known_hosts.apply(hop.client, known, controller.host_key_checking)
+        known_hosts.apply(hop.client, known, controller.host_key_checking, hop.host, int(hop.port))
     try:
         connection.open()
     except paramiko.BadHostKeyException as error:
@@ -425,13 +424,14 @@ def open_all(plan, connect_seconds: dict[str, float] | None = None
     unreachable host could not be reached). Every command of a run reuses these.
     `connect_seconds`, when given, gets how long each attempt took (a recap shows it)."""
     controller = plan.inventory.controller
+    known = known_hosts.load(controller.known_hosts)
     connections: dict[str, Remote] = {}
     unreachable: dict[str, ProvisionError] = {}
 
     def open_one(host: Host) -> None:
         started = time.monotonic()
         try:
-            connections[host.name] = connect(host, controller)
+            connections[host.name] = connect(host, controller, known)
         except ProvisionError as error:
             unreachable[host.name] = error
         if connect_seconds is not None:
