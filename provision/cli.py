@@ -131,7 +131,7 @@ def status(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
         print(live.format_json(plan, groups, unreachable), flush=True)
     else:
         say(live.format_view(plan, groups, unreachable))
-    return not unreachable and all(group.sentinel_master for group in groups)
+    return live.healthy(groups, unreachable)
 
 
 def failover(inventory_path: str, group: str | None = None, say=output.say):

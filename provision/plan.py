@@ -172,8 +172,8 @@ def limit_hosts(inventory: Inventory, patterns: tuple[str, ...]) -> tuple[str, .
 
 
 def build(inventory: Inventory, limit: tuple[str, ...] = ()) -> Plan:
-    """Derive the plan; `limit` (limit_hosts patterns) restricts it to some hosts (the others are still known, for
-    addresses and topology, but nothing is done on them)."""
+    """Derive the plan; `limit` (limit_hosts patterns) restricts it to some hosts (the others are
+    still known, for addresses and topology, but nothing is done on them)."""
     limit = limit_hosts(inventory, limit) if limit else ()
     host_plans = []
     for host in inventory.hosts:

@@ -88,8 +88,7 @@ def sentinel_owned_directives(plan: Plan, host: Host) -> list[Directive]:
     for _, directive in confparse.parse(sentinel_conf(plan, host, placeholder)):
         if directive.key[:2] == ("sentinel", "monitor"):
             directive = Directive(key=("sentinel", "quorum", directive.key[2]), values=(directive.values[2],))
-        elif directives.sentinel_info(directive.key) is not None and \
-                directives.sentinel_info(directive.key).owner == "runtime":
+        elif getattr(directives.sentinel_info(directive.key), "owner", None) == "runtime":
             continue      # myid, known sentinels: written at creation, Sentinel's afterwards
         owned.append(directive)
     return owned

@@ -106,9 +106,14 @@ def format_view(plan: Plan, groups: tuple[GroupView, ...], unreachable: dict[str
     return "\n".join(lines)
 
 
+def healthy(groups: tuple[GroupView, ...], unreachable: dict[str, str]) -> bool:
+    """Every host answered and a sentinel majority names a master in every group."""
+    return not unreachable and all(group.sentinel_master for group in groups)
+
+
 def format_json(plan: Plan, groups: tuple[GroupView, ...], unreachable: dict[str, str]) -> str:
     """The same view for a program: groups in inventory order, hosts in inventory order."""
-    document = {"ok": not unreachable and all(group.sentinel_master for group in groups), "groups": [],
+    document = {"ok": healthy(groups, unreachable), "groups": [],
                 "unreachable": {name: unreachable[name] for name in sorted(unreachable)}}
     for group in groups:
         master_address = group.sentinel_master

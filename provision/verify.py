@@ -245,8 +245,8 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
 def run(plan: Plan) -> list[CheckResult]:
     connections, failed = remote.open_all(plan)
     # In inventory order, not in the order the connection attempts gave up: --json is diffed.
-    results: list[CheckResult] = [CheckResult(host_plan.host.name, "ssh", False, remote.reason(failed[host_plan.host.name]))
-                                  for host_plan in plan.hosts if host_plan.host.name in failed]
+    results: list[CheckResult] = [CheckResult(name, "ssh", False, remote.reason(failed[name]))
+                                  for name in (host_plan.host.name for host_plan in plan.hosts) if name in failed]
     with ThreadPoolExecutor(max_workers=plan.inventory.controller.parallel) as pool:
         try:
             agreed, agreement = _agreed_masters(plan, connections)

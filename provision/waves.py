@@ -85,8 +85,9 @@ class Runner:
             for name, since in list(self._step_started.items()):
                 if now - since >= HEARTBEAT_SECONDS and name in self.runs:
                     remote = self.runs[name].remote
-                    command = (f"; running for {now - remote.command_started:.0f}s: {_shorten(remote.current_command)}"
-                               if remote.current_command else "")
+                    # Read once: the step's thread clears it when the command ends.
+                    running, started = remote.current_command, remote.command_started
+                    command = f"; running for {now - started:.0f}s: {_shorten(running)}" if running else ""
                     self.say(f"{name}: step {self.runs[name].step!r} still running ({now - since:.0f}s){command}")
 
     def close(self) -> None:
@@ -98,5 +99,6 @@ class Runner:
 
 def _shorten(command: str, limit: int = 160) -> str:
     """A heartbeat line stays one line: the command's first line, cut at `limit` characters."""
-    first = command.strip().splitlines()[0] if command.strip() else command
-    return first if len(first) <= limit and first == command.strip() else first[:limit] + " …"
+    text = command.strip()
+    first = text.splitlines()[0] if text else ""
+    return first if first == text and len(first) <= limit else first[:limit] + " …"

@@ -148,3 +148,36 @@ def test_user_and_port_come_from_ssh_config_unless_the_inventory_names_them(lab_
     assert remote._effective(replace(host, user=None, port=None), config) == ("deploy", 2222)
     assert remote._effective(replace(host, user="ops", port=22), config) == ("ops", 22)
     assert remote._effective(replace(host, user=None, port=None), None) == ("root", 22)
+
+
+def test_heartbeat_survives_a_command_that_ends_while_it_looks(monkeypatch):
+    """The step's thread clears current_command when its command ends; the heartbeat reads it
+    once, so it never formats a None (which would kill the heartbeat thread for the run)."""
+    from provision import waves
+
+    class FlakyRemote:
+        """current_command is set on the first read and gone on the next."""
+        reads = 0
+        command_started = 0.0
+
+        @property
+        def current_command(self):
+            FlakyRemote.reads += 1
+            return "sleep 1" if FlakyRemote.reads % 2 else None
+
+        def close(self):
+            pass
+
+    class Run:
+        name, step, remote = "lab1", "install", FlakyRemote()
+    said: list[str] = []
+    monkeypatch.setattr(waves, "HEARTBEAT_SECONDS", 0.02)
+    runner = waves.Runner(1, said.append, lambda text: text)
+    import time
+    runner.runs["lab1"] = Run()
+    runner._step_started["lab1"] = time.monotonic() - 1
+    time.sleep(0.2)
+    alive = runner._heartbeat.is_alive()
+    runner._step_started.clear()
+    runner.close()
+    assert alive and any("still running" in line for line in said)
