@@ -402,6 +402,12 @@ def address_problem(value: str, must_be_ip: bool = False) -> str | None:
     return None
 
 
+def controller_file(base_dir: Path, value: str) -> Path:
+    """A file on the controller named in the inventory: ~ expanded, and a relative path taken
+    from the inventory's own folder, never from the current directory."""
+    return base_dir / os.path.expanduser(value)      # joining an absolute path keeps it as it is
+
+
 def path_problem(value: str) -> str | None:
     """Why `value` is not a plain absolute path (it reaches root's shell and config files)."""
     if not PATH_PATTERN.fullmatch(value) or "/../" in value + "/" or "//" in value:
@@ -472,7 +478,7 @@ def _read_hosts(problems: _Problems, data: Any, base_dir: Path, ssh_config: "par
             problems.add(key_path + ("key",), "control characters in a key path")
             key = None
         if key is not None:
-            key = str(base_dir / os.path.expanduser(key))     # an absolute path stays as it is
+            key = str(controller_file(base_dir, key))
             if not os.path.isfile(key) or not os.access(key, os.R_OK):
                 problems.add(key_path + ("key",), f"{key} is not a readable file (a private key; a relative path "
                                                   "is taken from the inventory's folder)")
@@ -556,9 +562,7 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
     if url is not None and not re.match(r"https?://[^\s]+\Z", url):
         problems.add(("redis", "source", "url"), f"expected an http(s) URL, got {url!r}")
     if tarball is not None:
-        tarball_path = Path(os.path.expanduser(tarball))
-        if not tarball_path.is_absolute():
-            tarball_path = base_dir / tarball_path
+        tarball_path = controller_file(base_dir, tarball)
         if not tarball_path.is_file():
             problems.add(("redis", "source", "tarball"), f"no such file: {tarball_path}")
         tarball = str(tarball_path)
@@ -667,9 +671,7 @@ def _read_secret(problems: _Problems, key_path: tuple, section: _Section, base_d
             problems.add(key_path + ("password_env",), f"environment variable {variable} is not set or empty")
             return None
         return Secret(origin=f"${variable}", value=value)
-    path = Path(os.path.expanduser(file_name))
-    if not path.is_absolute():
-        path = base_dir / path
+    path = controller_file(base_dir, file_name)
     try:
         value = path.read_text().strip()
     except OSError as error:
@@ -799,7 +801,7 @@ def _controller_path(problems: _Problems, section: "_Section", key: str, default
     if CONTROL_CHARACTERS.search(value):
         problems.add(("controller", key), "control characters in a path")
         return None
-    path = str(base_dir / os.path.expanduser(value))
+    path = str(controller_file(base_dir, value))
     if must_exist and not os.path.isfile(path):
         problems.add(("controller", key), f"{path} does not exist (a relative path is taken from the inventory's "
                                           "folder)")
