@@ -3,9 +3,12 @@ InventoryError (exit 2), a host or check that fails returns False or raises Prov
 from __future__ import annotations
 
 import json
+import shlex
+from dataclasses import replace
 from pathlib import Path
 
 from provision import inventory, netns, orchestrate, output, plan as planner, remote
+from provision import state as host_state
 from provision.errors import ProvisionError, UsageError
 from provision.hostrun import RunOptions
 from provision.inventory import secret_masker
@@ -33,10 +36,19 @@ def controller_network(plan: planner.Plan):
 
 def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: str | None = None,
            verbose: bool = False, artifact_dir: str | None = None, as_json: bool = False,
-           say=output.say) -> orchestrate.DeployReport:
-    """With as_json, progress goes wherever `say` sends it and the recap is one JSON document."""
-    plan = load_plan(inventory_path, limit)
-    options = RunOptions(check=check, diff=diff, verbose=verbose,
+           say=output.say, version: str | None = None, allow_major: bool = False) -> orchestrate.DeployReport:
+    """With as_json, progress goes wherever `say` sends it and the recap is one JSON document.
+    `version`: run another release than the inventory's (upgrade, rollback)."""
+    loaded = inventory.load(inventory_path)
+    if version is not None:
+        if not inventory.VERSION_PATTERN.fullmatch(version):
+            raise UsageError(f"--version: expected a release such as 7.2.4, got {version!r}")
+        loaded = replace(loaded, redis=loaded.redis.with_release(version))
+    try:
+        plan = planner.build(loaded, parse_limit(limit))
+    except KeyError as error:
+        raise UsageError(str(error.args[0])) from None
+    options = RunOptions(check=check, diff=diff, verbose=verbose, allow_major=allow_major,
                          **({"artifact_dir": Path(artifact_dir)} if artifact_dir else {}))
     with controller_network(plan):
         report = orchestrate.deploy(plan, options, say=say)
@@ -45,7 +57,39 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
         print(mask(format_recap_json(report)), flush=True)
     else:
         say(format_recap(report, plan, show_diff=diff))
+        written = inventory.load(inventory_path).redis.version if version is not None else None
+        if written is not None and written != version and report.ok and not check:
+            say(f"note: the inventory still says redis.version {written}: set it to {version} there, or the next "
+                f"deploy goes back to {written}")
     return report
+
+
+def previous_release(inventory_path: str, limit: str | None = None) -> str:
+    """The release the hosts ran before their current one (their state files), for `rollback`;
+    UsageError when none records one or they disagree."""
+    plan = load_plan(inventory_path, limit)
+    found: dict[str, list[str]] = {}
+    with controller_network(plan):
+        connections, failed = remote.open_all(plan)
+        try:
+            for name, connection in connections.items():
+                text = connection.run(f"cat {shlex.quote(plan.layout.state_file)} 2>/dev/null").stdout
+                recorded = host_state.parse(text)
+                if recorded is not None and recorded.previous_version:
+                    found.setdefault(recorded.previous_version, []).append(name)
+        finally:
+            remote.close_all(connections)
+    if failed:
+        raise UsageError("rollback: cannot read what every host ran before: " +
+                         "; ".join(f"{name}: {remote.reason(error)}" for name, error in failed.items()))
+    if not found:
+        raise UsageError("rollback: no host records an earlier release (nothing was upgraded by this tool yet); "
+                         "give one with --version")
+    if len(found) > 1:
+        raise UsageError("rollback: the hosts ran different releases before: " +
+                         "; ".join(f"{version} on {', '.join(names)}" for version, names in found.items()) +
+                         "; give the one to go back to with --version")
+    return next(iter(found))
 
 
 def _outcome_state(outcome: orchestrate.HostOutcome) -> str:

@@ -25,6 +25,12 @@ class HostFacts:
     package_manager: str | None
     has_redis_user: bool
     has_sentinel_conf: bool = True    # conservative default: an existing sentinel keeps its identity
+    processes: tuple["RedisProcess", ...] = ()   # every redis-server/redis-sentinel running on the host
+    state_text: str = ""              # the tool's state file (provision/state.py), "" when absent
+
+    def process_on(self, port: int) -> "RedisProcess | None":
+        """The process listening on `port` (a redis-server's, or the sentinel's port)."""
+        return next((process for process in self.processes if process.port == port), None)
 
     @property
     def platform(self) -> str:
@@ -34,7 +40,31 @@ class HostFacts:
         return re.sub(r"[^A-Za-z0-9._-]", "_", raw).lstrip(".") or "unknown"
 
 
+@dataclass(frozen=True)
+class RedisProcess:
+    """A running redis-server or redis-sentinel, as /proc shows it: the binary it runs (resolved,
+    so the version directory shows) and the address:port of its process title."""
+    pid: int
+    exe: str
+    address: str
+    port: int
+    sentinel: bool
+
+    def version(self, install_dir: str) -> str | None:
+        """The release it runs, when its binary is one of `install_dir`'s versions."""
+        prefix = install_dir.rstrip("/") + "/versions/"
+        if not self.exe.startswith(prefix):
+            return None
+        return self.exe[len(prefix):].split("/", 1)[0]
+
+
 BUILD_TOOLS = ("make", "gcc", "tar", "sha256sum")
+
+# One line per process whose binary is a redis-server (redis-sentinel is a link to it):
+# pid, resolved binary ("(deleted)" when its version directory was replaced) and process title.
+PROCESS_PROBE = ("for d in /proc/[0-9]*; do e=$(readlink \"$d/exe\" 2>/dev/null) || continue; "
+                 "case \"$e\" in */redis-server|*/redis-server\\ \\(deleted\\)) "
+                 "printf '%s|%s|%s\\n' \"${d#/proc/}\" \"$e\" \"$(tr '\\0' ' ' < \"$d/cmdline\")\";; esac; done")
 
 
 def probe_script(layout: Layout) -> str:
@@ -48,18 +78,40 @@ def probe_script(layout: Layout) -> str:
         f"echo {MARK}package_manager", "command -v apt-get || command -v dnf || command -v yum || true",
         f"echo {MARK}redis_user", "id -u redis 2>/dev/null || true",
         f"echo {MARK}sentinel_conf", f"test -e {shlex.quote(layout.sentinel_conf)} && echo yes || true",
+        f"echo {MARK}processes", PROCESS_PROBE,
+        f"echo {MARK}state", f"cat {shlex.quote(layout.state_file)} 2>/dev/null || true",
     ])
+
+
+def parse_processes(lines: list[str]) -> tuple[RedisProcess, ...]:
+    found = []
+    for line in lines:
+        parts = line.split("|", 2)
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        pid, exe, title = parts
+        words = title.split()
+        address, _, port = (words[1] if len(words) > 1 else "").rpartition(":")
+        if not port.isdigit():
+            continue
+        found.append(RedisProcess(int(pid), exe.removesuffix(" (deleted)"), address, int(port),
+                                  "[sentinel]" in words))
+    return tuple(found)
 
 
 def parse(output: str) -> HostFacts:
     sections: dict[str, list[str]] = {}
+    raw: dict[str, list[str]] = {}
     current = None
     for line in output.splitlines():
         if line.startswith(MARK):
             current = line[len(MARK):]
             sections[current] = []
-        elif current is not None and line.strip():
-            sections[current].append(line.strip())
+            raw[current] = []
+        elif current is not None:
+            raw[current].append(line)
+            if line.strip():
+                sections[current].append(line.strip())
     os_id, os_version, arch = (sections.get("platform") or ["unknown|unknown|unknown"])[0].split("|")
     version_line = " ".join(sections.get("version", []))
     found = re.search(r"\bv=(\d+\.\d+\.\d+)", version_line)
@@ -73,6 +125,8 @@ def parse(output: str) -> HostFacts:
         package_manager=manager.rsplit("/", 1)[-1] if manager else None,
         has_redis_user=bool(sections.get("redis_user")),
         has_sentinel_conf=bool(sections.get("sentinel_conf")),
+        processes=parse_processes(sections.get("processes", [])),
+        state_text="\n".join(raw.get("state", [])),
     )
 
 
@@ -127,3 +181,30 @@ def file_modes(remote: Remote, paths) -> dict[str, tuple[str, str]]:
 
 def process_alive(remote: Remote, pid: int) -> bool:
     return remote.run(f"kill -0 {int(pid)} 2>/dev/null").ok
+
+
+def process_exe(remote: Remote, pid: int) -> str | None:
+    """The binary a process runs, resolved (its version directory shows)."""
+    result = remote.run(f"readlink /proc/{int(pid)}/exe")
+    return result.stdout.strip().removesuffix(" (deleted)") or None if result.ok else None
+
+
+def defaults_probe(layout: Layout, names: list[str]) -> str:
+    """Start a throwaway redis-server of the active release on a private socket (no TCP port, no
+    persistence, in a temporary directory), CONFIG GET the names, stop it."""
+    server = shlex.quote(layout.binary("redis-server"))
+    cli = shlex.quote(layout.binary("redis-cli"))
+    wanted = " ".join(shlex.quote(name) for name in names)
+    return (f"d=$(mktemp -d) && trap 'kill $(cat \"$d/pid\" 2>/dev/null) 2>/dev/null; rm -rf \"$d\"' EXIT && "
+            f"{server} --port 0 --unixsocket \"$d/s\" --unixsocketperm 700 --dir \"$d\" --save '' "
+            "--appendonly no --daemonize yes --pidfile \"$d/pid\" --logfile \"$d/log\" && "
+            "for i in $(seq 100); do test -S \"$d/s\" && break; sleep 0.02; done && "
+            f"for n in {wanted}; do {cli} -s \"$d/s\" CONFIG GET \"$n\"; done")
+
+
+def parse_config_get(output: str) -> dict[str, str]:
+    """CONFIG GET replies (name, value, name, value…; one per line) as a dict."""
+    lines = output.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return {lines[index]: lines[index + 1] for index in range(0, len(lines) - 1, 2)}

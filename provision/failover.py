@@ -54,18 +54,77 @@ def wait_for_switch(plan: Plan, connections: dict[str, Remote], group: Group, ol
                          f"after {timeout:.0f}s")
 
 
+#: how long the old master's writes may stay paused at most (unpaused as soon as it is a replica;
+#: the pause ends by itself if this tool dies halfway)
+PAUSE_MILLISECONDS = 60_000
+CATCH_UP_SECONDS = 10
+
+
 def hand_over(plan: Plan, connections: dict[str, Remote], group: Group, old_master: str) -> FailoverResult:
-    """SENTINEL FAILOVER through the first reachable sentinel, then wait_for_switch."""
+    """A switchover that loses no acknowledged write. SENTINEL FAILOVER alone does not wait for
+    replicas to catch up: a write acknowledged by one replica (WAIT 1) is lost when Sentinel
+    promotes another that had not received it yet. So the old master's writes are paused first
+    (CLIENT PAUSE WRITE: writers block, nothing is refused or lost), every replica is waited for
+    until it has the master's whole stream, and only then does Sentinel pick one. The pause ends
+    once the old master is a replica (the writers it held then get READONLY and follow Sentinel
+    to the new master), or when anything goes wrong, before the error is raised."""
     sentinel_host = next((name for name in plan.inventory.sentinels if name in connections), None)
     if sentinel_host is None:
         raise ProvisionError(f"group {group.name}: no reachable sentinel to fail over through")
+    if old_master not in connections:
+        raise ProvisionError(f"group {group.name}: {old_master} (its master) cannot be reached to pause its writes")
+    master = plan.inventory.host(old_master)
+
+    def on_master(args: list[str]):
+        return rediscli.call(connections[old_master], plan.layout, master.data_address, group.port, args,
+                             user=plan.inventory.acl.admin, timeout=10)
     started = time.monotonic()
-    result = rediscli.sentinel_call(connections[sentinel_host], plan, plan.inventory.host(sentinel_host),
-                                    ["SENTINEL", "FAILOVER", group.name])
-    error = rediscli.reply_error(result)
+    paused = on_master(["CLIENT", "PAUSE", str(PAUSE_MILLISECONDS), "WRITE"])
+    error = rediscli.reply_error(paused)
     if error:
-        raise ProvisionError(f"{sentinel_host}: SENTINEL FAILOVER {group.name}: {error}")
+        raise ProvisionError(f"{old_master}: CLIENT PAUSE WRITE: {error}")
+    try:
+        _wait_replicas_caught_up(group, old_master, lambda: on_master(["INFO", "replication"]))
+        result = rediscli.sentinel_call(connections[sentinel_host], plan, plan.inventory.host(sentinel_host),
+                                        ["SENTINEL", "FAILOVER", group.name])
+        error = rediscli.reply_error(result)
+        if error:
+            raise ProvisionError(f"{sentinel_host}: SENTINEL FAILOVER {group.name}: {error}")
+        new_master, _ = wait_for_new_master(plan, connections, group, old_master, started)
+        # Sentinel's own reconfiguration of the old master (a MULTI/EXEC) waits for the pause to
+        # end; REPLICAOF alone is not held by a write pause, so the old master is made a replica
+        # here, before its writers are let go: none of them can write to it as a master again.
+        demoted = on_master(["REPLICAOF", plan.inventory.host(new_master).data_address, str(group.port)])
+        error = rediscli.reply_error(demoted)
+        if error:
+            raise ProvisionError(f"{old_master}: REPLICAOF {new_master}: {error}")
+    finally:
+        on_master(["CLIENT", "UNPAUSE"])
     return wait_for_switch(plan, connections, group, old_master, started)
+
+
+def caught_up(info: dict[str, str]) -> bool:
+    """Every replica the master lists is online and has acknowledged its whole stream (Sentinel
+    promotes only a replica connected to the master), and there is one at least."""
+    replicas = rediscli.replicas_in_info(info)
+    offset = info.get("master_repl_offset")
+    return (info.get("role") == "master" and replicas and offset is not None
+            and all(replica.get("state") == "online" and replica.get("offset") == offset
+                    for replica in replicas.values()))
+
+
+def _wait_replicas_caught_up(group: Group, old_master: str, read_info) -> None:
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    info: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        info = rediscli.parse_info(read_info().stdout)
+        if caught_up(info):
+            return
+        time.sleep(0.05)
+    seen = {address: replica.get("offset") for address, replica in rediscli.replicas_in_info(info).items()}
+    raise ProvisionError(f"group {group.name}: the replicas of {old_master} did not catch up with its writes "
+                         f"paused within {CATCH_UP_SECONDS}s (master offset {info.get('master_repl_offset')}, "
+                         f"replicas {seen}); not failing over, writes resumed")
 
 
 def run(plan: Plan, group_name: str | None = None) -> FailoverResult:

@@ -18,6 +18,7 @@ class RunOptions:
     check: bool = False
     diff: bool = False
     verbose: bool = False
+    allow_major: bool = False          # upgrade/deploy across a major release (preflight.py)
     artifact_dir: Path = Path.home() / ".cache" / "redis-provision" / "artifacts"
 
 
@@ -42,6 +43,7 @@ class HostRun:
     facts: Any = None                  # facts.HostFacts, from the facts wave
     acl_changed: bool | None = None    # users.acl written this run (None: not looked at yet)
     pending_links: list = field(default_factory=list)   # replicas started, link-up not yet waited for
+    state: Any = None                  # state.HostState from the host's state file (None: it had none)
     step: str = "connect"
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import replace, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -114,7 +114,7 @@ class Source:
 @dataclass(frozen=True)
 class RedisSettings:
     version: str
-    source: Source
+    source: Source | None      # None only for a release `upgrade`/`rollback` finds installed on the hosts
     install_dir: str = defaults.INSTALL_DIR
     port: int = defaults.REDIS_PORT
     sentinel_port: int = defaults.SENTINEL_PORT
@@ -123,6 +123,17 @@ class RedisSettings:
     appendonly: bool = defaults.APPENDONLY
     save: str = defaults.SAVE
     extra_settings: tuple[tuple[str, str], ...] = ()
+    releases: tuple[tuple[str, Source], ...] = ()    # other releases `upgrade --version` may install
+
+    def with_release(self, version: str) -> "RedisSettings":
+        """The same settings for another release (`upgrade --version`, `rollback`)."""
+        return replace(self, version=version, source=self.source_of(version))
+
+    def source_of(self, version: str) -> Source | None:
+        """Where a release comes from: `source` for `version`, else `releases`."""
+        if version == self.version:
+            return self.source
+        return dict(self.releases).get(version)
 
 
 @dataclass(frozen=True)
@@ -540,6 +551,33 @@ def _read_overrides(problems: _Problems, key_path: tuple, data: Any) -> RedisOve
     return RedisOverrides(maxmemory=maxmemory, settings=tuple(sorted(settings)))
 
 
+def _read_source(problems: _Problems, key_path: tuple[str, ...], data: Any, base_dir: Path) -> Source | None:
+    """A release's source: a URL the host downloads or a tarball uploaded from here, and its sha256."""
+    if data is None:
+        problems.add(key_path, "expected a mapping with url or tarball, and sha256")
+        return None
+    source_section = _Section(problems, key_path, data, "url or tarball, and sha256")
+    url = source_section.get("url", str, None)
+    tarball = source_section.get("tarball", str, None)
+    sha256 = source_section.get("sha256", str, what="64 hex digits of the source tarball's sha256")
+    source_section.finish()
+    if sha256 is not None and not SHA256_PATTERN.fullmatch(sha256):
+        problems.add(key_path + ("sha256",), f"expected 64 lowercase hex digits, got {sha256!r} ({len(sha256)} characters)")
+    if (url is None) == (tarball is None):
+        problems.add(key_path, "give exactly one of url (downloaded on the host) or tarball "
+                               "(a local file uploaded from this machine)")
+    if url is not None and not re.match(r"https?://[^\s]+\Z", url):
+        problems.add(key_path + ("url",), f"expected an http(s) URL, got {url!r}")
+    if tarball is not None:
+        tarball_path = controller_file(base_dir, tarball)
+        if not tarball_path.is_file():
+            problems.add(key_path + ("tarball",), f"no such file: {tarball_path}")
+        tarball = str(tarball_path)
+    if sha256 is None or not SHA256_PATTERN.fullmatch(sha256):
+        return None
+    return Source(sha256=sha256, url=url, tarball=tarball)
+
+
 def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings | None:
     section = _Section(problems, ("redis",), data, "version, source, install_dir, port…")
     version = section.get("version", str, what='a release such as "7.0.15" (quote it)')
@@ -548,24 +586,17 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
     elif version is not None and tuple(int(part) for part in version.split(".")[:2]) < MIN_VERSION:
         problems.add(("redis", "version"), f"{version} is too old: the tool's ACL users (channel rules, the "
                                            "sentinel's own user) need Redis 6.2 or later")
-    source_section = _Section(problems, ("redis", "source"), section.get("source", dict, {}), "url or tarball, and sha256")
-    url = source_section.get("url", str, None)
-    tarball = source_section.get("tarball", str, None)
-    sha256 = source_section.get("sha256", str, what="64 hex digits of the source tarball's sha256")
-    source_section.finish()
-    if sha256 is not None and not SHA256_PATTERN.fullmatch(sha256):
-        problems.add(("redis", "source", "sha256"),
-                     f"expected 64 lowercase hex digits, got {sha256!r} ({len(sha256)} characters)")
-    if (url is None) == (tarball is None):
-        problems.add(("redis", "source"), "give exactly one of url (downloaded on the host) or tarball "
-                                          "(a local file uploaded from this machine)")
-    if url is not None and not re.match(r"https?://[^\s]+\Z", url):
-        problems.add(("redis", "source", "url"), f"expected an http(s) URL, got {url!r}")
-    if tarball is not None:
-        tarball_path = controller_file(base_dir, tarball)
-        if not tarball_path.is_file():
-            problems.add(("redis", "source", "tarball"), f"no such file: {tarball_path}")
-        tarball = str(tarball_path)
+    source = _read_source(problems, ("redis", "source"), section.get("source", dict, {}), base_dir)
+    releases = []
+    for release, spec in (section.get("releases", dict, {}) or {}).items():
+        if not isinstance(release, str) or not VERSION_PATTERN.fullmatch(release):
+            problems.add(("redis", "releases", str(release)), f"expected a release such as \"7.2.4\" (quoted) as the key, "
+                                                                f"got {release!r}")
+            continue
+        found = _read_source(problems, ("redis", "releases", release),
+                             spec if isinstance(spec, dict) else None, base_dir)
+        if found is not None:
+            releases.append((release, found))
     install_dir = section.get("install_dir", str, defaults.INSTALL_DIR)
     install_problem = install_dir is not None and (path_problem(install_dir) or (
         install_dir.rstrip("/") in ("", "/usr", "/etc") and f"expected an absolute directory of its own, got {install_dir!r}"))
@@ -592,9 +623,9 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
         problems.add(("redis", "maxmemory"), maxmemory_problem)
     extra_settings = _read_settings(problems, ("redis", "settings"), section.get("settings", dict, {}))
     section.finish()
-    if None in (version, sha256, port, sentinel_port):
+    if None in (version, source, port, sentinel_port):
         return None
-    return RedisSettings(version=version, source=Source(sha256=sha256, url=url, tarball=tarball),
+    return RedisSettings(version=version, source=source, releases=tuple(releases),
                          install_dir=install_dir.rstrip("/"), port=port, sentinel_port=sentinel_port,
                          maxmemory=maxmemory, maxmemory_policy=policy, appendonly=appendonly, save=save.strip(),
                          extra_settings=tuple(sorted(extra_settings)))

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from provision import facts as host_facts
-from provision import failover, output, remote, topology
+from provision import failover, output, preflight, remote, topology
+from provision import state as host_state
 from provision.errors import HostError, ProvisionError
 from provision.hostrun import Change, HostRun, RunOptions
 from provision.inventory import Host, secret_masker
@@ -36,6 +37,7 @@ class Deploy:
     topology: dict[str, topology.GroupMaster] = field(default_factory=dict)
     stopped_masters: set[str] = field(default_factory=set)   # groups whose named master is not running
     restart_locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+    sentinel_restart_lock: threading.Lock = field(default_factory=threading.Lock)
     _platform_locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _builders: dict[str, str] = field(default_factory=dict)
     _failed_builds: dict[str, str] = field(default_factory=dict)
@@ -99,6 +101,7 @@ def sentinel_hosts(deploy: Deploy) -> list[HostRun]:
 
 def gather_facts(run: HostRun, deploy: Deploy) -> None:
     run.facts = host_facts.gather(run.remote, run.layout)
+    run.state = host_state.parse(run.facts.state_text)
 
 
 def lay_out(run: HostRun, deploy: Deploy) -> None:
@@ -116,6 +119,11 @@ def install_binaries(run: HostRun, deploy: Deploy) -> None:
 
 
 def _build_or_ship(run: HostRun, deploy: Deploy) -> None:
+    redis = run.plan.inventory.redis
+    if redis.source is None:
+        raise HostError(run.name, "install", f"install Redis {redis.version}",
+                        f"Redis {redis.version} is not installed on this host and the inventory has no source for it: "
+                        f"add it under redis.releases (\"{redis.version}\": {{url or tarball, sha256}})")
     platform = run.facts.platform
     with deploy._platform_locks[platform]:
         if platform in deploy._failed_builds:
@@ -144,8 +152,20 @@ def tune(run: HostRun, deploy: Deploy) -> None:
 
 
 def discover_topology(deploy: Deploy) -> None:
-    """Once, on the controller: the current master of every group."""
+    """Once, on the controller, before any host is changed: what the inventory asks for that is
+    refused (preflight.py), then the current master of every group."""
     remotes = {run.name: run.remote for run in deploy.runner.alive()}
+    facts = {run.name: run.facts for run in deploy.runner.alive()}
+    sentinel_port = deploy.plan.inventory.redis.sentinel_port
+    running_sentinels = {name for name, found in facts.items() if found.process_on(sentinel_port)}
+    problems = preflight.version_problems(deploy.plan, facts, deploy.options.allow_major) + \
+        preflight.move_problems(deploy.plan, facts) + \
+        preflight.group_problems(deploy.plan, preflight.sentinel_view(deploy.plan, remotes, running_sentinels))
+    if problems:
+        reason = "refused before changing anything:\n  - " + "\n  - ".join(problems)
+        for run in deploy.runner.alive():
+            deploy.runner.fail(run.name, HostError(run.name, "preflight", "compare the inventory with what runs", reason))
+        return
     try:
         found = topology.discover(deploy.plan, remotes)
     except topology.TopologyError as error:
@@ -244,6 +264,7 @@ def _configure_nodes(run: HostRun, deploy: Deploy, role: str) -> None:
         with lock:
             run.started_as.pop(node_plan.port, None)   # what this step's start (if any) says, not an earlier one
             node.ensure_running(run, node_plan, outcome, run.acl_changed, known_master)
+            node.record_settings(run, node_plan)
             started_as, _ = run.started_as.get(node_plan.port, ("", None))
             if master_host.name == run.name and started_as != "replica":
                 node.wait_master_ready(run, node_plan)
@@ -293,7 +314,14 @@ def configure_sentinel(run: HostRun, deploy: Deploy) -> None:
     new_peers = tuple(other.host_plan.host for other in sentinel_hosts(deploy)
                       if other.facts is not None and not other.facts.has_sentinel_conf)
     outcome = sentinel.configure(run, deploy.master_addresses(), new_peers)
-    sentinel.ensure_running(run, outcome, deploy.master_addresses())
+    if not outcome.restart or services.running_pid(run, None) is None:
+        sentinel.ensure_running(run, outcome, deploy.master_addresses())
+        return
+    # Running sentinels restart one at a time, each back and seeing its groups complete before
+    # the next goes: the others keep a majority for a failover throughout.
+    with deploy.sentinel_restart_lock:
+        sentinel.ensure_running(run, outcome, deploy.master_addresses())
+        sentinel.wait_converged(run, deploy.master_addresses())
 
 
 def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
@@ -303,10 +331,10 @@ def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
 WAVES = (
     #    name                which hosts                   step
     Wave("facts",            every_host,                   gather_facts),
+    Wave("topology",         None,                         discover_topology),     # once, on the controller
     Wave("layout",           every_host,                   lay_out),
     Wave("install",          every_host,                   install_binaries),
     Wave("tune",             every_host,                   tune),
-    Wave("topology",         None,                         discover_topology),     # once, on the controller
     Wave("recover replicas", replicas_of_stopped_masters,  start_stopped_replicas),
     Wave("recover",          stopped_group_masters,        recover_stopped_master),
     Wave("new masters",      new_group_masters,            configure_new_masters),

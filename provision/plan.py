@@ -57,6 +57,11 @@ class Layout:
         return posixpath.join(self.boot_dir, "start-redis")
 
     @property
+    def state_file(self) -> str:
+        """What the tool remembers on the host (provision/state.py): root's, beside the guard."""
+        return posixpath.join(self.boot_dir, "state.json")
+
+    @property
     def boot_auth_file(self) -> str:
         return posixpath.join(self.boot_dir, "sentinel.auth")
 

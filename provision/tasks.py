@@ -96,6 +96,40 @@ def deploy(c, inventory=DEFAULT_INVENTORY, check=False, diff=False, limit=None, 
                             artifact_dir=artifact_dir, as_json=json).ok, verbose, log_file, json)
 
 
+@_task({"version": "the release to run, such as 7.2.4: the inventory's redis.version, or one of redis.releases",
+        "allow_major": "allow a change of major release (6.2 -> 7.0); refused without it",
+        "check": "change nothing; report what would change (-C)",
+        "diff": "show unified diffs of the files that change, secrets masked (-D)",
+        "limit": "only these hosts: comma-separated host names, group names or globs",
+        "json": "print the recap as JSON on stdout (progress goes to stderr)",
+        "artifact_dir": "controller-side cache of built binaries"})
+def upgrade(c, version, inventory=DEFAULT_INVENTORY, allow_major=False, check=False, diff=False, limit=None,
+            verbose=0, log_file=None, json=False, artifact_dir=None):
+    """Roll every node and sentinel onto another release: build or ship it into its own versioned
+    directory, then restart replicas one at a time, hand each master over with SENTINEL FAILOVER
+    before its restart, and restart sentinels one at a time."""
+    _run(lambda: cli.deploy(inventory, check=check, diff=diff, limit=limit, verbose=verbose > 0,
+                            artifact_dir=artifact_dir, as_json=json, version=version, allow_major=allow_major).ok,
+         verbose, log_file, json)
+
+
+@_task({"version": "the release to go back to (default: the one the hosts ran before, from their state files)",
+        "allow_major": "allow a change of major release; refused without it",
+        "check": "change nothing; report what would change (-C)",
+        "diff": "show unified diffs of the files that change, secrets masked (-D)",
+        "limit": "only these hosts: comma-separated host names, group names or globs",
+        "json": "print the recap as JSON on stdout (progress goes to stderr)",
+        "artifact_dir": "controller-side cache of built binaries"})
+def rollback(c, inventory=DEFAULT_INVENTORY, version=None, allow_major=False, check=False, diff=False, limit=None,
+             verbose=0, log_file=None, json=False, artifact_dir=None):
+    """Go back to the release the hosts ran before the last upgrade, in the same rolling order
+    (its binaries are still on the hosts)."""
+    _run(lambda: cli.deploy(inventory, check=check, diff=diff, limit=limit, verbose=verbose > 0,
+                            artifact_dir=artifact_dir, as_json=json, allow_major=allow_major,
+                            version=version or cli.previous_release(inventory, limit)).ok,
+         verbose, log_file, json)
+
+
 @_task({"json": "machine-readable output on stdout"})
 def verify(c, inventory=DEFAULT_INVENTORY, json=False, verbose=0, log_file=None):
     """Check the deployment read-only (roles per the Sentinels' current view); exit 1 if any check fails."""
@@ -129,7 +163,7 @@ def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds="10", group=None,
 
 def collection() -> Collection:
     """The tasks every install has (a clone adds `lab`)."""
-    return Collection(deploy, verify, status, failover, drill)
+    return Collection(deploy, upgrade, rollback, verify, status, failover, drill)
 
 
 class _Program(Program):

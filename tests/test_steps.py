@@ -184,6 +184,7 @@ def test_a_replica_started_without_a_restart_is_waited_for_in_a_later_wave_not_i
     monkeypatch.setattr(node, "ensure_acl_file", lambda run: False)
     monkeypatch.setattr(node, "configure", lambda run, node_plan, master: SimpleNamespace(restart_keys=()))
     monkeypatch.setattr(node, "ensure_running", lambda *args: calls.append("start"))
+    monkeypatch.setattr(node, "record_settings", lambda run, node_plan: None)
     monkeypatch.setattr(node, "wait_replica_linked", lambda run, node_plan: calls.append("wait for link"))
     master = lab_like_plan.inventory.host("lab1")
     deploy = SimpleNamespace(role_of=lambda node_plan: "replica",

@@ -142,3 +142,31 @@ def fetch_redis_source(paths: LabPaths, log=print) -> Path:
             raise RuntimeError(f"{originals[0].name}: sha256 {found}, expected {REDIS_SOURCE_SHA256}")
         shutil.move(str(originals[0]), wanted)
     return wanted
+
+
+def patched_release(paths: LabPaths, version: str) -> tuple[Path, str]:
+    """A second release to upgrade to and roll back from, offline: the lab's Redis source with
+    src/version.h saying `version` (same code, another version string). Cached beside the
+    source; returns the tarball and its sha256."""
+    if version == REDIS_SOURCE_VERSION or not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise ValueError(f"expected a release other than {REDIS_SOURCE_VERSION}, got {version!r}")
+    wanted = paths.source_dir / f"redis-{version}.tar.gz"
+    if wanted.exists():
+        return wanted, sha256_of(wanted)
+    source = fetch_redis_source(paths)
+    with tempfile.TemporaryDirectory(dir=paths.cache_dir) as work_name:
+        work = Path(work_name)
+        _run(["tar", "-xzf", str(source), "-C", str(work)])
+        (unpacked,) = list(work.iterdir())
+        header = unpacked / "src" / "version.h"
+        text = header.read_text()
+        patched = re.sub(r'#define REDIS_VERSION "[^"]+"', f'#define REDIS_VERSION "{version}"', text)
+        if patched == text:
+            raise RuntimeError(f"{header}: no REDIS_VERSION line to patch")
+        header.write_text(patched)
+        renamed = work / f"redis-{version}"
+        unpacked.rename(renamed)
+        partial = wanted.with_suffix(".partial")
+        _run(["tar", "-czf", str(partial), "-C", str(work), renamed.name])
+        partial.rename(wanted)
+    return wanted, sha256_of(wanted)

@@ -9,6 +9,7 @@ refused before it is unpacked, and the current install is left as it was.
 from __future__ import annotations
 
 import posixpath
+from dataclasses import replace
 import shlex
 from pathlib import Path
 
@@ -168,4 +169,17 @@ def activate(run: HostRun, facts: HostFacts) -> None:
         return
     q = shlex.quote
     link = run.layout.bin_link
+    previous = active_version(facts.active_bin)
+    if previous:
+        # Remembered before the switch: `rollback` goes back to it.
+        from provision import state as host_state
+        from provision.steps import node
+        run.state = replace(run.state or host_state.HostState(), previous_version=previous)
+        node.save_state(run)
     run.remote.check(run.step, f"ln -sfn {q(target)} {q(link)}.tmp && mv -Tf {q(link)}.tmp {q(link)}")
+
+
+def active_version(active_bin: str | None) -> str | None:
+    """The release <install_dir>/bin points at (`versions/7.0.15/bin`)."""
+    parts = (active_bin or "").strip("/").split("/")
+    return parts[1] if len(parts) == 3 and parts[0] == "versions" and parts[2] == "bin" else None

@@ -22,6 +22,40 @@ class ConfigOutcome:
     previous_text: str | None
     live_keys: tuple[tuple[str, ...], ...]
     restart_keys: tuple[tuple[str, ...], ...]
+    reverted: tuple[tuple[str, str], ...] = ()    # (setting, Redis's default): taken out of the inventory
+
+
+def version_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...], ...]:
+    """A running server on another release than the wanted one restarts onto it (the binaries are
+    switched by the install step; a process keeps running the old ones until it restarts)."""
+    process = run.facts.process_on(node.port) if run.facts is not None else None
+    wanted = run.plan.inventory.redis.version
+    if process is None or process.version(run.layout.install_dir) == wanted:
+        return ()
+    # The facts are from the start of the run: a node restarted since (recovered through its
+    # guard) already runs the switched binaries.
+    pid = services.running_pid(run, node.port)
+    if pid is None:
+        return ()
+    from provision import facts as host_facts
+    exe = host_facts.process_exe(run.remote, pid) or process.exe
+    running = host_facts.RedisProcess(pid, exe, "", node.port, False).version(run.layout.install_dir)
+    return () if running == wanted else ((f"version {running or exe} -> {wanted}",),)
+
+
+def removed_settings(run: HostRun, node: NodePlan) -> tuple[str, ...]:
+    """Settings this tool wrote for the node (its state file says) that the inventory no longer
+    has."""
+    recorded = run.state.settings.get(node.port) if run.state is not None else None
+    if recorded is None:
+        return ()
+    wanted = {name for name, _ in plan_settings(run, node)}
+    return tuple(name for name in recorded if name not in wanted)
+
+
+def plan_settings(run: HostRun, node: NodePlan) -> tuple[tuple[str, str], ...]:
+    from provision.plan import node_redis
+    return node_redis(run.plan.inventory, node).extra_settings
 
 
 def ensure_acl_file(run: HostRun) -> bool:
@@ -37,13 +71,49 @@ def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutco
         return ConfigOutcome(True, None, (), ())
     wanted = render.redis_owned_directives(run.plan, node)
     changed = confparse.differing_keys(current, wanted)
-    if changed:
-        primitives.ensure_file(run, path, confparse.patch(current, wanted, changed), 0o640, "redis", "redis")
+    present = confparse.values_by_key(current)
+    removed = [(name,) for name in removed_settings(run, node) if (name,) in present]
+    if changed or removed:
+        primitives.ensure_file(run, path, confparse.patch(current, wanted, changed + removed), 0o640, "redis", "redis")
     else:
         primitives.ensure_file(run, path, current, 0o640, "redis", "redis")  # mode/owner only
-    restart = tuple(key for key in changed if directives.redis_needs_restart(key))
+    restart = tuple(key for key in changed if directives.redis_needs_restart(key)) + version_restart_keys(run, node)
     live = tuple(key for key in changed if not directives.redis_needs_restart(key))
-    return ConfigOutcome(False, current, live, restart)
+    reverted = ()
+    if removed:
+        defaults = redis_defaults(run, [key[0] for key in removed])
+        reverted = tuple((key[0], defaults.get(key[0], "")) for key in removed)
+        restart += tuple(key for key in removed if directives.redis_needs_restart(key) or key[0] not in defaults)
+    return ConfigOutcome(False, current, live, restart, reverted)
+
+
+def redis_defaults(run: HostRun, names: list[str]) -> dict[str, str]:
+    """Redis's own default of each setting, asked of a throwaway server of the installed release
+    (no TCP port, a private socket in a temporary directory): Redis has no way to reset a
+    setting, and a table of defaults in this tool would drift from the release it runs. A name
+    the release does not know is left out."""
+    if run.options.check:
+        return {name: "(default)" for name in names}
+    from provision import facts as host_facts
+    output = run.remote.check(run.step, host_facts.defaults_probe(run.layout, names)).stdout
+    return host_facts.parse_config_get(output)
+
+
+def record_settings(run: HostRun, node: NodePlan) -> None:
+    """Remember which settings the node now has from the inventory (state.py)."""
+    from provision import state as host_state
+    names = [name for name, _ in plan_settings(run, node)]
+    run.state = (run.state or host_state.HostState()).with_settings(node.port, names)
+    save_state(run)
+
+
+def save_state(run: HostRun) -> None:
+    """Write the host's state file when it differs from what the facts read at the start."""
+    from provision import state as host_state
+    text = host_state.format_state(run.state)
+    if run.options.check or (run.facts is not None and run.facts.state_text.strip() == text.strip()):
+        return
+    primitives.ensure_file(run, run.layout.state_file, text, 0o600, "root", "root")
 
 
 def live_users_match(acl_list: str, users, hash_of) -> bool:
@@ -71,8 +141,11 @@ def predicted_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...
     current = primitives.read_file(run, run.layout.redis_conf(node.port))
     if current is None:
         return ()
+    present = confparse.values_by_key(current)
+    removed = tuple((name,) for name in removed_settings(run, node)
+                    if (name,) in present and directives.redis_needs_restart((name,)))
     return tuple(key for key in confparse.differing_keys(current, render.redis_owned_directives(run.plan, node))
-                 if directives.redis_needs_restart(key))
+                 if directives.redis_needs_restart(key)) + removed + version_restart_keys(run, node)
 
 
 def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
@@ -92,6 +165,20 @@ def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...])
     return refused
 
 
+def _revert_live(run: HostRun, node: NodePlan, reverted) -> list[tuple[str, ...]]:
+    """CONFIG SET each removed setting back to Redis's default; returns those Redis refused."""
+    refused = []
+    for name, default in reverted:
+        result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["CONFIG", "SET", name, default],
+                               user=run.plan.inventory.acl.admin)
+        if rediscli.reply_error(result):
+            refused.append((name,))
+        else:
+            run.record(f"CONFIG SET {name} {default!r} on the running server (Redis's default: "
+                       "the setting was taken out of the inventory)")
+    return refused
+
+
 def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_changed: bool,
                    known_master: str | None = None) -> None:
     """Start if not running; apply changes live; restart only when a setting needs it; if the
@@ -106,6 +193,9 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
             run.record(f"start redis-server :{node.port}")
         elif outcome.restart_keys:
             run.record(f"restart redis-server :{node.port} ({', '.join(k[0] for k in outcome.restart_keys)} changed)")
+        for name, _ in outcome.reverted:
+            if pid is not None and (name,) not in outcome.restart_keys:
+                run.record(f"CONFIG SET {name} back to Redis's default (taken out of the inventory)")
         return
     restart_keys = list(outcome.restart_keys)
     if pid is not None:
@@ -119,6 +209,7 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
                 raise HostError(run.name, run.step, "redis-cli ACL LOAD", error)
             run.record(f"ACL LOAD on redis-server :{node.port} ({reload_reason})")
         restart_keys += _apply_live(run, node, outcome.live_keys)
+        restart_keys += _revert_live(run, node, [item for item in outcome.reverted if (item[0],) not in restart_keys])
         if not restart_keys:
             return
         run.record(f"restart redis-server :{node.port} ({', '.join(k[0] for k in restart_keys)} cannot change live)")

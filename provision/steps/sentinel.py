@@ -82,7 +82,14 @@ def configure(run: HostRun, master_addresses: dict[str, str], new_peers: tuple =
         primitives.ensure_file(run, path, new_text, 0o640, "redis", "redis")
     else:
         primitives.ensure_file(run, path, text, 0o640, "redis", "redis")  # mode/owner only
-    return SentinelOutcome(tuple(live), new_groups, bool(file_changes))
+    return SentinelOutcome(tuple(live), new_groups, bool(file_changes) or runs_old_version(run))
+
+
+def runs_old_version(run: HostRun) -> bool:
+    """The running sentinel's binary is another release than the wanted one."""
+    sentinel_port = run.plan.inventory.redis.sentinel_port
+    process = run.facts.process_on(sentinel_port) if run.facts is not None else None
+    return process is not None and process.version(run.layout.install_dir) != run.plan.inventory.redis.version
 
 
 def _sentinel(run: HostRun, args: list[str]) -> str:
@@ -93,6 +100,12 @@ def _sentinel(run: HostRun, args: list[str]) -> str:
         shown = args[:3] + (["<secret>"] if "auth-pass" in args else args[3:])
         raise HostError(run.name, run.step, "redis-cli -p sentinel " + " ".join(shown), error)
     return result.stdout
+
+
+def _restart_reason(run: HostRun) -> str:
+    if runs_old_version(run):
+        return f"onto Redis {run.plan.inventory.redis.version}"
+    return "a setting that cannot change live changed"
 
 
 def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dict[str, str]) -> None:
@@ -107,10 +120,10 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
         for group in outcome.new_groups:
             run.record(f"SENTINEL MONITOR {group} {master_addresses[group]}")
         if pid is not None and outcome.restart:
-            run.record("restart redis-sentinel (a setting that cannot change live changed)")
+            run.record(f"restart redis-sentinel ({_restart_reason(run)})")
         return
     if pid is not None and outcome.restart:
-        run.record("restart redis-sentinel (a setting that cannot change live changed)")
+        run.record(f"restart redis-sentinel ({_restart_reason(run)})")
         services.stop(run, None)
         pid = None
     if pid is None:
