@@ -102,6 +102,7 @@ class Host:
     key: str | None = None       # absolute (resolved against the inventory's folder)
     sudo: bool = False
     redis: RedisOverrides = RedisOverrides()
+    absent: bool = False         # `state: absent`: retired; deploy stops what runs there, keeps its data
 
 
 @dataclass(frozen=True)
@@ -455,7 +456,7 @@ def _read_hosts(problems: _Problems, data: Any, base_dir: Path, ssh_config: "par
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             problems.add(key_path, "host names are letters, digits, '-', '_' and '.'")
             continue
-        section = _Section(problems, key_path, spec, "address, user, port, key, sudo, data_address, redis")
+        section = _Section(problems, key_path, spec, "address, user, port, key, sudo, data_address, redis, state")
         address = section.get("address", str, what="the SSH address, host name or ssh_config alias")
         data_given = "data_address" in section.data if isinstance(section.data, dict) else False
         data_address = section.get("data_address", str, address)
@@ -464,6 +465,9 @@ def _read_hosts(problems: _Problems, data: Any, base_dir: Path, ssh_config: "par
         key = section.get("key", str, None)
         sudo = section.get("sudo", bool, False)
         overrides = _read_overrides(problems, key_path + ("redis",), section.get("redis", dict, None))
+        host_state = section.get("state", str, "present")
+        if host_state not in ("present", "absent"):
+            problems.add(key_path + ("state",), f"expected present or absent, got {host_state!r}")
         section.finish()
         if address is None:
             continue
@@ -502,7 +506,7 @@ def _read_hosts(problems: _Problems, data: Any, base_dir: Path, ssh_config: "par
                          f"{data_address} is also the data address of host {seen_data[data_address]!r}")
         seen_data[data_address] = name
         hosts.append(Host(name=name, address=address, data_address=data_address or address, user=user,
-                          port=port, key=key, sudo=bool(sudo), redis=overrides))
+                          port=port, key=key, sudo=bool(sudo), redis=overrides, absent=host_state == "absent"))
     return tuple(hosts)
 
 
@@ -886,7 +890,12 @@ def load_ssh_config(controller: Controller) -> "paramiko.SSHConfig | None":
 def _check_topology(problems: _Problems, hosts: tuple[Host, ...], groups: tuple[Group, ...],
                     sentinels: list, redis: RedisSettings | None) -> tuple[str, ...]:
     host_names = {host.name for host in hosts}
+    absent = {host.name for host in hosts if host.absent}
     for group in groups:
+        for index, member in enumerate(group.members):
+            if member in absent:
+                where = ("groups", group.name, "master") if index == 0 else ("groups", group.name, "replicas", index - 1)
+                problems.add(where, f"{member!r} is state: absent (being retired); take it out of the group")
         if group.master not in host_names:
             problems.add(("groups", group.name, "master"), f"unknown host {group.master!r}; hosts are "
                                                            f"{', '.join(sorted(host_names))}")
@@ -916,6 +925,8 @@ def _check_topology(problems: _Problems, hosts: tuple[Host, ...], groups: tuple[
             problems.add(("sentinels", index), f"expected a host name, got {_type_name(name)}")
         elif name not in host_names:
             problems.add(("sentinels", index), f"unknown host {name!r}")
+        elif name in absent:
+            problems.add(("sentinels", index), f"{name!r} is state: absent (being retired); take it out of sentinels")
         elif name in sentinel_names:
             problems.add(("sentinels", index), f"{name!r} is listed twice")
         else:

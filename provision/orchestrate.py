@@ -24,7 +24,7 @@ from provision.errors import HostError, ProvisionError
 from provision.hostrun import Change, HostRun, RunOptions
 from provision.inventory import Host, secret_masker
 from provision.plan import NodePlan, Plan
-from provision.steps import build, node, sentinel, services, system
+from provision.steps import build, membership, node, sentinel, services, system
 from provision.waves import Runner, Wave
 
 
@@ -38,6 +38,7 @@ class Deploy:
     stopped_masters: set[str] = field(default_factory=set)   # groups whose named master is not running
     restart_locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     sentinel_restart_lock: threading.Lock = field(default_factory=threading.Lock)
+    monitored: tuple[preflight.Monitored, ...] = ()     # what the sentinels monitored when the run began
     _platform_locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _builders: dict[str, str] = field(default_factory=dict)
     _failed_builds: dict[str, str] = field(default_factory=dict)
@@ -62,6 +63,16 @@ class Deploy:
 
 def every_host(deploy: Deploy) -> list[HostRun]:
     return deploy.runner.alive()
+
+
+def serving_hosts(deploy: Deploy) -> list[HostRun]:
+    """Every host but those being retired (`state: absent`)."""
+    return [run for run in deploy.runner.alive() if not run.host_plan.retiring]
+
+
+def hosts_with_departures(deploy: Deploy) -> list[HostRun]:
+    return [run for run in deploy.runner.alive() if membership.unwanted_processes(run, deploy.monitored)
+            or (run.host_plan.retiring and run.facts is not None)]
 
 
 def _hosts_with_node_role(deploy: Deploy, role: str) -> list[HostRun]:
@@ -158,9 +169,10 @@ def discover_topology(deploy: Deploy) -> None:
     facts = {run.name: run.facts for run in deploy.runner.alive()}
     sentinel_port = deploy.plan.inventory.redis.sentinel_port
     running_sentinels = {name for name, found in facts.items() if found.process_on(sentinel_port)}
+    deploy.monitored = preflight.sentinel_view(deploy.plan, remotes, running_sentinels)
     problems = preflight.version_problems(deploy.plan, facts, deploy.options.allow_major) + \
-        preflight.move_problems(deploy.plan, facts) + \
-        preflight.group_problems(deploy.plan, preflight.sentinel_view(deploy.plan, remotes, running_sentinels))
+        preflight.move_problems(deploy.plan, facts) + preflight.group_problems(deploy.plan, deploy.monitored) + \
+        preflight.departing_master_problems(deploy.plan, deploy.monitored)
     if problems:
         reason = "refused before changing anything:\n  - " + "\n  - ".join(problems)
         for run in deploy.runner.alive():
@@ -328,13 +340,33 @@ def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
     sentinel.wait_converged(run, deploy.master_addresses())
 
 
+def retire_departed(run: HostRun, deploy: Deploy) -> None:
+    membership.retire(run, deploy.monitored)
+
+
+def forget_departed(deploy: Deploy) -> None:
+    """Once, on the controller, one sentinel at a time (membership.py)."""
+    remotes = {run.name: run.remote for run in deploy.runner.alive()}
+    try:
+        forgotten = membership.forget_departed(deploy.plan, remotes, deploy.runner.say, deploy.options.check)
+    except HostError as error:
+        deploy.runner.fail(error.host, error)
+        return
+    for item in forgotten:
+        run = deploy.runner.runs.get(item.sentinel)
+        if run is not None:
+            with run.lock:
+                run.changes.append(Change(run.name, "forget", f"SENTINEL RESET {item.group} "
+                                                              f"(forgot {', '.join(item.stale)}) in {item.seconds:.1f}s"))
+
+
 WAVES = (
     #    name                which hosts                   step
     Wave("facts",            every_host,                   gather_facts),
     Wave("topology",         None,                         discover_topology),     # once, on the controller
-    Wave("layout",           every_host,                   lay_out),
-    Wave("install",          every_host,                   install_binaries),
-    Wave("tune",             every_host,                   tune),
+    Wave("layout",           serving_hosts,                lay_out),
+    Wave("install",          serving_hosts,                install_binaries),
+    Wave("tune",             serving_hosts,                tune),
     Wave("recover replicas", replicas_of_stopped_masters,  start_stopped_replicas),
     Wave("recover",          stopped_group_masters,        recover_stopped_master),
     Wave("new masters",      new_group_masters,            configure_new_masters),
@@ -342,8 +374,10 @@ WAVES = (
     Wave("replica links",    hosts_with_pending_links,     wait_replica_links),
     Wave("running masters",  running_group_masters,        configure_running_masters),
     Wave("replica links",    hosts_with_pending_links,     wait_replica_links),    # a master that came back a replica
+    Wave("retire",           hosts_with_departures,        retire_departed),       # data stays
     Wave("sentinel",         sentinel_hosts,               configure_sentinel),
     Wave("sentinel-wait",    sentinel_hosts,               wait_sentinel),
+    Wave("forget",           None,                         forget_departed),       # one sentinel at a time
 )
 
 

@@ -116,6 +116,11 @@ class HostPlan:
     nodes: tuple[NodePlan, ...]
     runs_sentinel: bool
 
+    @property
+    def retiring(self) -> bool:
+        """`state: absent`: the deploy stops its processes and takes it out of rc.local."""
+        return self.host.absent
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -126,6 +131,11 @@ class Plan:
     @property
     def sentinel_hosts(self) -> tuple[Host, ...]:
         return tuple(plan.host for plan in self.hosts if plan.runs_sentinel)
+
+    @property
+    def serving(self) -> tuple[HostPlan, ...]:
+        """The hosts that run something (not the ones being retired)."""
+        return tuple(plan for plan in self.hosts if not plan.retiring)
 
     def host_plan(self, name: str) -> HostPlan:
         for plan in self.hosts:
@@ -188,7 +198,7 @@ def build(inventory: Inventory, limit: tuple[str, ...] = ()) -> Plan:
             NodePlan(host=host, group=group, initial_master=inventory.host(group.master))
             for group in inventory.groups if host.name in group.members)
         runs_sentinel = host.name in inventory.sentinels
-        if nodes or runs_sentinel:
+        if nodes or runs_sentinel or host.absent:
             host_plans.append(HostPlan(host=host, nodes=nodes, runs_sentinel=runs_sentinel))
     layout = Layout(install_dir=inventory.redis.install_dir, version=inventory.redis.version)
     return Plan(inventory=inventory, layout=layout, hosts=tuple(host_plans))

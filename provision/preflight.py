@@ -121,3 +121,20 @@ def group_problems(plan: Plan, view: tuple[Monitored, ...]) -> list[str]:
                                 f"{plan.layout.node_data_dir(group.port)} on it, then add it to {group.name} and "
                                 "deploy")
     return problems
+
+
+def departing_master_problems(plan: Plan, view: tuple[Monitored, ...]) -> list[str]:
+    """A group's current master that the inventory takes out of the group (or retires) is not
+    stopped: the group would be without a master until Sentinel noticed. Hand over first."""
+    problems = []
+    by_name = {monitored.name: monitored for monitored in view}
+    for group in plan.inventory.groups:
+        monitored = by_name.get(group.name)
+        if monitored is None:
+            continue
+        host = plan.host_by_data_address(monitored.master[0])
+        if host is not None and host.name not in group.members:
+            state = "is state: absent" if host.absent else f"is no longer in group {group.name}"
+            problems.append(f"{host.name} {state}, but it is {group.name}'s master now (the sentinels say): hand "
+                            f"over first with `invoke failover --group {group.name}`, then deploy again")
+    return problems

@@ -147,3 +147,13 @@ def with_rc_local_block(current: str | None, block: str) -> str:
     if before and not before.endswith("\n"):
         before += "\n"
     return before + block + "".join(lines[exit_at:])
+
+
+def without_rc_local_block(current: str) -> str:
+    """/etc/rc.local with the tool's block taken out (a retired host), other lines kept."""
+    lines = current.splitlines(keepends=True)
+    if RC_LOCAL_BEGIN not in current or RC_LOCAL_END not in current:
+        return current
+    start = next(i for i, line in enumerate(lines) if line.strip() == RC_LOCAL_BEGIN)
+    end = next(i for i, line in enumerate(lines) if line.strip() == RC_LOCAL_END)
+    return "".join(lines[:start]) + "".join(lines[end + 1:])

@@ -242,6 +242,17 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
     return results
 
 
+def _check_retired(plan: Plan, connection, checks) -> None:
+    """A host marked `state: absent` runs no redis-server or sentinel and rc.local starts none."""
+    from provision import facts as host_facts, render
+    running = host_facts.parse_processes(connection.run(host_facts.PROCESS_PROBE).stdout.splitlines())
+    checks.add("retired", not running, "nothing of Redis runs" if not running else
+               "still running: " + ", ".join(f"{'sentinel' if p.sentinel else 'redis-server'} :{p.port}" for p in running))
+    rc_local = connection.run("cat /etc/rc.local 2>/dev/null").stdout
+    checks.add("rc.local", render.RC_LOCAL_BEGIN not in rc_local,
+               "no redis-provision block" if render.RC_LOCAL_BEGIN not in rc_local else "its block still starts Redis")
+
+
 def run(plan: Plan) -> list[CheckResult]:
     connections, failed = remote.open_all(plan)
     # In inventory order, not in the order the connection attempts gave up: --json is diffed.
@@ -259,6 +270,9 @@ def run(plan: Plan) -> list[CheckResult]:
                     return []
                 connection = connections[host_plan.host.name]
                 checks = _Checks(host_plan.host.name)
+                if host_plan.retiring:
+                    _check_retired(plan, connection, checks)
+                    return checks.results
                 _check_system(plan, connection, checks)
                 secret_files = [plan.layout.acl_file] + [plan.layout.redis_conf(n.port) for n in host_plan.nodes]
                 if host_plan.runs_sentinel:

@@ -18,6 +18,7 @@ from provision.hostrun import HostRun
 from provision.steps import services
 
 OTHER_MASTER_GRACE_SECONDS = 10.0
+_REMOVED_NOTE = "the group is no longer in the inventory; its nodes keep running with their data"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class SentinelOutcome:
     live: tuple[Directive, ...]          # SENTINEL SET group option value
     new_groups: tuple[str, ...]          # groups this sentinel does not monitor yet
     restart: bool
+    removed_groups: tuple[str, ...] = () # monitored here, no longer in the inventory: SENTINEL REMOVE
 
 
 def _differs(current: dict, directive: Directive) -> bool:
@@ -67,6 +69,7 @@ def configure(run: HostRun, master_addresses: dict[str, str], new_peers: tuple =
     monitored = {key[2] for key in current if key[:2] == ("sentinel", "monitor")}
     owned = render.sentinel_owned_directives(run.plan, host)
     new_groups = tuple(group.name for group in run.plan.inventory.groups if group.name not in monitored)
+    removed_groups = tuple(sorted(monitored - {group.name for group in run.plan.inventory.groups}))
     live, file_changes = [], []
     by_key = {directive.key: directive for directive in owned}
     for key in _differs_all(current, owned):
@@ -82,7 +85,7 @@ def configure(run: HostRun, master_addresses: dict[str, str], new_peers: tuple =
         primitives.ensure_file(run, path, new_text, 0o640, "redis", "redis")
     else:
         primitives.ensure_file(run, path, text, 0o640, "redis", "redis")  # mode/owner only
-    return SentinelOutcome(tuple(live), new_groups, bool(file_changes) or runs_old_version(run))
+    return SentinelOutcome(tuple(live), new_groups, bool(file_changes) or runs_old_version(run), removed_groups)
 
 
 def runs_old_version(run: HostRun) -> bool:
@@ -119,6 +122,8 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
             run.record(f"SENTINEL SET {directive.key[2]} {directive.key[1]} {shown}")
         for group in outcome.new_groups:
             run.record(f"SENTINEL MONITOR {group} {master_addresses[group]}")
+        for name in outcome.removed_groups:
+            run.record(f"SENTINEL REMOVE {name} ({_REMOVED_NOTE})")
         if pid is not None and outcome.restart:
             run.record(f"restart redis-sentinel ({_restart_reason(run)})")
         return
@@ -139,6 +144,9 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
         _sentinel(run, ["SENTINEL", "SET", directive.key[2], option, *directive.values])
         shown = "<secret>" if option == "auth-pass" else " ".join(directive.values)
         run.record(f"SENTINEL SET {directive.key[2]} {option} {shown}")
+    for name in outcome.removed_groups:
+        _sentinel(run, ["SENTINEL", "REMOVE", name])
+        run.record(f"SENTINEL REMOVE {name} ({_REMOVED_NOTE})")
     groups = {group.name: group for group in run.plan.inventory.groups}
     acl = run.plan.inventory.acl
     for name in outcome.new_groups:
