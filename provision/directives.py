@@ -57,8 +57,8 @@ REDIS = (
 SENTINEL = (
     _tool("bind", "restart"), _tool("port", "restart"), _tool("daemonize", "restart"), _tool("pidfile", "restart"),
     _tool("logfile", "restart"), _tool("dir", "restart"), _tool("sentinel announce-ip", "restart"),
-    _tool("sentinel resolve-hostnames", "restart"), _tool("user", "restart", secret=True),
-    _tool("sentinel sentinel-user", "restart"), _tool("sentinel sentinel-pass", "restart", secret=True),
+    _tool("sentinel resolve-hostnames", "restart"), _tool("user", secret=True),
+    _tool("sentinel sentinel-user"), _tool("sentinel sentinel-pass", secret=True),
     # Per group: the monitor line's address follows failovers (Sentinel's); its quorum is the tool's.
     DirectiveInfo("sentinel monitor", "runtime", per_group=True),
     _tool("sentinel quorum", per_group=True),

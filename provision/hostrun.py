@@ -43,6 +43,7 @@ class HostRun:
     facts: Any = None                  # facts.HostFacts, from the facts wave
     acl_changed: bool | None = None    # users.acl written this run (None: not looked at yet)
     pending_links: list = field(default_factory=list)   # replicas started, link-up not yet waited for
+    sentinel_auth_pending: bool = False   # SENTINEL CONFIG SET sentinel-user/pass once all have the user
     state: Any = None                  # state.HostState from the host's state file (None: it had none)
     step: str = "connect"
     started: float = field(default_factory=time.monotonic)

@@ -337,6 +337,7 @@ def configure_sentinel(run: HostRun, deploy: Deploy) -> None:
 
 
 def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
+    sentinel.switch_peer_auth(run)
     sentinel.wait_converged(run, deploy.master_addresses())
 
 
@@ -374,8 +375,8 @@ WAVES = (
     Wave("replica links",    hosts_with_pending_links,     wait_replica_links),
     Wave("running masters",  running_group_masters,        configure_running_masters),
     Wave("replica links",    hosts_with_pending_links,     wait_replica_links),    # a master that came back a replica
-    Wave("retire",           hosts_with_departures,        retire_departed),       # data stays
-    Wave("sentinel",         sentinel_hosts,               configure_sentinel),
+    Wave("sentinel",         sentinel_hosts,               configure_sentinel),    # SENTINEL REMOVE first,
+    Wave("retire",           hosts_with_departures,        retire_departed),       # then stop (data stays)
     Wave("sentinel-wait",    sentinel_hosts,               wait_sentinel),
     Wave("forget",           None,                         forget_departed),       # one sentinel at a time
 )

@@ -28,6 +28,11 @@ def _render(template: str, **values) -> str:
     return _environment.get_template(template).render(**values)
 
 
+#: What one sentinel sends another (redis/src/sentinel.c: sentinelSendPing, sentinelSendHello,
+#: sentinelSetClientName, sentinelAskMasterStateToOtherSentinels); AUTH needs no permission.
+SENTINEL_PEER_RULES = "+ping +publish +client|setname +sentinel|is-master-down-by-addr"
+
+
 @dataclass(frozen=True)
 class Monitor:
     group: Group
@@ -75,8 +80,10 @@ def sentinel_conf(plan: Plan, host: Host, master_addresses: dict[str, str], new_
     already run keep their own ids and are found by hello, as before."""
     monitors = [Monitor(group, master_addresses[group.name]) for group in plan.inventory.groups]
     peers = [(peer.data_address, sentinel_id(plan, peer)) for peer in new_peers if peer.name != host.name]
+    acl = plan.inventory.acl
     return _render("sentinel.conf.j2", host=host, redis=plan.inventory.redis, layout=plan.layout,
-                   acl=plan.inventory.acl, monitors=monitors, admin_hash=password_hash(plan.inventory.acl.admin.password.value),
+                   acl=acl, monitors=monitors, admin_hash=password_hash(acl.admin.password.value),
+                   sentinel_hash=password_hash(acl.sentinel.password.value), peer_rules=SENTINEL_PEER_RULES,
                    myid=sentinel_id(plan, host), peers=peers)
 
 

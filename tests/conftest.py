@@ -102,6 +102,14 @@ def connections(lab_inventory):
         connection.close()
 
 
+@pytest.fixture(scope="session")
+def six_hosts(lab, lab_paths):
+    """lab4..lab6 brought up beside the session's three (the membership tests add and retire
+    them); the names of all six."""
+    lab_hosts.up(lab_paths, 6, log=lambda _: None)
+    return [f"lab{index}" for index in range(1, 7)]
+
+
 @pytest.fixture
 def bare_lab(lab, lab_paths):
     """The lab's hosts re-imaged from the golden tree: nothing deployed on any of them."""

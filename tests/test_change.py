@@ -154,3 +154,25 @@ def test_upgrade_takes_its_source_from_the_release_table(tmp_path):
     with pytest.raises(InventoryError) as raised:
         inventory.load(write(tmp_path, document), ENVIRONMENT)
     assert "redis.releases.7.2: expected a release such as" in str(raised.value)
+
+
+def test_sentinel_users_as_sentinel_writes_them_back_match_the_wanted_ones(lab_like_plan):
+    """Sentinel rewrites its user lines with sanitize-payload and single commands in its own
+    order: still the same users, so no ACL SETUSER on every run."""
+    from provision import confparse
+    from provision.steps import sentinel as sentinel_step
+    host = lab_like_plan.inventory.host("lab1")
+    wanted_text = render.sentinel_conf(lab_like_plan, host, {"mymaster": "10.77.0.11"})
+    owned = render.sentinel_owned_directives(lab_like_plan, host)
+    rewritten = []
+    for line in wanted_text.splitlines():
+        if line.startswith("user sentinel "):
+            line = line.replace(render.SENTINEL_PEER_RULES, "+client|setname +publish +ping +sentinel|is-master-down-by-addr")
+        elif line.startswith("user default "):
+            line = line.replace("user default off", "user default off sanitize-payload")
+        rewritten.append(line)
+    current = render.sentinel_current_settings("\n".join(rewritten))
+    assert ("user",) not in sentinel_step._differs_all(current, owned)
+    changed = render.sentinel_current_settings("\n".join(rewritten).replace("+ping ", ""))
+    assert ("user",) in sentinel_step._differs_all(changed, owned)
+    assert confparse.parse(wanted_text)

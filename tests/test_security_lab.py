@@ -48,3 +48,47 @@ def test_password_rotation_goes_live_without_a_password_in_any_command(deployed_
         report, output = deploy(lab, artifact_dir)
         assert report.ok, output
         wait_for(lambda: not verify_failures(lab), 60, "verify to pass after rotating back", interval=1)
+
+
+def peer_logins(lab_inventory) -> set[str]:
+    """The users the sentinels' peers are logged in as, seen from every sentinel."""
+    from tests.labtools import sentinel_client
+    users = set()
+    for name in ("lab1", "lab2", "lab3"):
+        for connection in sentinel_client(lab_inventory, name).client_list():
+            if connection.get("name", "").startswith("sentinel-"):
+                users.add(connection.get("user"))
+    return users
+
+
+def test_sentinels_log_in_to_each_other_as_the_sentinel_user_switched_live_on_an_older_deployment(
+        deployed_lab, lab, lab_inventory, artifact_dir):
+    from provision import cli
+    from tests.labtools import sentinel_client, start_times
+    wait_for(lambda: peer_logins(lab_inventory) == {"sentinel"}, 20, "peers logged in as the sentinel user")
+    # As this tool left sentinels before: peers logged in as admin, and no sentinel user.
+    admin = lab_inventory.acl.admin
+    for name in ("lab1", "lab2", "lab3"):
+        sentinel = sentinel_client(lab_inventory, name)
+        sentinel.execute_command("SENTINEL", "CONFIG", "SET", "sentinel-user", admin.name)
+        sentinel.execute_command("SENTINEL", "CONFIG", "SET", "sentinel-pass", admin.password.value)
+    for name in ("lab1", "lab2", "lab3"):
+        sentinel = sentinel_client(lab_inventory, name)
+        sentinel.execute_command("ACL", "DELUSER", "sentinel")
+        sentinel.execute_command("SENTINEL", "FLUSHCONFIG")
+        sentinel.execute_command("ACL", "LOG", "RESET")
+    wait_for(lambda: peer_logins(lab_inventory) == {admin.name}, 20, "peers logged in as admin")
+    before = start_times(lab_inventory)
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok, output
+    assert output.count("ACL SETUSER sentinel on the running sentinel") == 3, output
+    assert output.count("SENTINEL CONFIG SET sentinel-user sentinel") == 3, output
+    assert start_times(lab_inventory) == before, "switched live, nothing restarted"
+    wait_for(lambda: peer_logins(lab_inventory) == {"sentinel"}, 20, "peers logged in as the sentinel user again")
+    result = cli.failover(str(lab), say=lambda _: None)
+    assert result.new_master != result.old_master
+    for name in ("lab1", "lab2", "lab3"):
+        assert sentinel_client(lab_inventory, name).execute_command("ACL", "LOG") == [], f"{name} refused a peer"
+    wait_for(lambda: not verify_failures(lab), 60, "verify to pass", interval=1)
+    again, output = deploy(lab, artifact_dir)
+    assert again.ok and again.changed == 0, output

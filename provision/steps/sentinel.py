@@ -27,6 +27,13 @@ class SentinelOutcome:
     new_groups: tuple[str, ...]          # groups this sentinel does not monitor yet
     restart: bool
     removed_groups: tuple[str, ...] = () # monitored here, no longer in the inventory: SENTINEL REMOVE
+    users: tuple[Directive, ...] = ()    # ACL SETUSER on the running sentinel (its users changed)
+    peer_auth: bool = False              # sentinel-user/pass changed: SENTINEL CONFIG SET, once all have the user
+
+
+#: Process settings a running sentinel takes live: its users (ACL SETUSER, then SENTINEL
+#: FLUSHCONFIG writes them back) and the login it uses with its peers (SENTINEL CONFIG SET).
+LIVE_PROCESS_KEYS = frozenset({("user",), ("sentinel", "sentinel-user"), ("sentinel", "sentinel-pass")})
 
 
 def _differs(current: dict, directive: Directive) -> bool:
@@ -45,8 +52,11 @@ def _differs_all(current: dict, owned: list[Directive]) -> list[tuple[str, ...]]
     changed = []
 
     def normal(line) -> tuple[str, ...]:
-        # Sentinel adds its default payload-sanitizing flag when it writes users back.
-        return tuple(v.lower() for v in line if v.lower() != "sanitize-payload")
+        # Sentinel adds its default payload-sanitizing flag when it writes users back, and lists
+        # single commands (+ping, +client|setname) in its own order, after the categories.
+        words = [v.lower() for v in line if v.lower() != "sanitize-payload"]
+        commands = sorted(w for w in words if w[:1] in "+-" and "@" not in w)
+        return tuple(w for w in words if not (w[:1] in "+-" and "@" not in w)) + tuple(commands)
     users = sorted(normal(d.values) for d in owned if d.key == ("user",))
     if users and sorted(normal(line) for line in current.get(("user",), [])) != users:
         changed.append(("user",))
@@ -70,14 +80,17 @@ def configure(run: HostRun, master_addresses: dict[str, str], new_peers: tuple =
     owned = render.sentinel_owned_directives(run.plan, host)
     new_groups = tuple(group.name for group in run.plan.inventory.groups if group.name not in monitored)
     removed_groups = tuple(sorted(monitored - {group.name for group in run.plan.inventory.groups}))
-    live, file_changes = [], []
+    live, file_changes, process_live = [], [], []
     by_key = {directive.key: directive for directive in owned}
+    running = services.running_pid(run, None) is not None
     for key in _differs_all(current, owned):
         is_group_option = len(key) == 3
         if is_group_option and key[2] in new_groups:
             continue  # set together with SENTINEL MONITOR
         if is_group_option and directives.sentinel_live(key[1]):
             live.append(by_key[key])
+        elif running and key in LIVE_PROCESS_KEYS:
+            process_live.append(key)
         else:
             file_changes.append(key)
     if file_changes:
@@ -85,7 +98,11 @@ def configure(run: HostRun, master_addresses: dict[str, str], new_peers: tuple =
         primitives.ensure_file(run, path, new_text, 0o640, "redis", "redis")
     else:
         primitives.ensure_file(run, path, text, 0o640, "redis", "redis")  # mode/owner only
-    return SentinelOutcome(tuple(live), new_groups, bool(file_changes) or runs_old_version(run), removed_groups)
+    users = tuple(directive for directive in owned if directive.key == ("user",)) if ("user",) in process_live else ()
+    peer_auth = any(key[:2] == ("sentinel", "sentinel-user") or key[:2] == ("sentinel", "sentinel-pass")
+                    for key in process_live)
+    return SentinelOutcome(tuple(live), new_groups, bool(file_changes) or runs_old_version(run), removed_groups,
+                           users, peer_auth)
 
 
 def runs_old_version(run: HostRun) -> bool:
@@ -97,10 +114,11 @@ def runs_old_version(run: HostRun) -> bool:
 
 def _sentinel(run: HostRun, args: list[str]) -> str:
     host = run.host_plan.host
-    result = rediscli.sentinel_call(run.remote, run.plan, host, args, secret_args="auth-pass" in args)
+    secret = "auth-pass" in args or "sentinel-pass" in args or args[:2] == ["ACL", "SETUSER"]
+    result = rediscli.sentinel_call(run.remote, run.plan, host, args, secret_args=secret)
     error = rediscli.reply_error(result)
     if error:
-        shown = args[:3] + (["<secret>"] if "auth-pass" in args else args[3:])
+        shown = args[:3] + (["<secret>"] if secret else args[3:])
         raise HostError(run.name, run.step, "redis-cli -p sentinel " + " ".join(shown), error)
     return result.stdout
 
@@ -124,6 +142,10 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
             run.record(f"SENTINEL MONITOR {group} {master_addresses[group]}")
         for name in outcome.removed_groups:
             run.record(f"SENTINEL REMOVE {name} ({_REMOVED_NOTE})")
+        for directive in outcome.users:
+            run.record(f"ACL SETUSER {directive.values[0]} on the running sentinel")
+        if outcome.peer_auth:
+            run.record(f"SENTINEL CONFIG SET sentinel-user {run.plan.inventory.acl.sentinel.name} (and its password)")
         if pid is not None and outcome.restart:
             run.record(f"restart redis-sentinel ({_restart_reason(run)})")
         return
@@ -144,6 +166,14 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
         _sentinel(run, ["SENTINEL", "SET", directive.key[2], option, *directive.values])
         shown = "<secret>" if option == "auth-pass" else " ".join(directive.values)
         run.record(f"SENTINEL SET {directive.key[2]} {option} {shown}")
+    if outcome.users:
+        for directive in outcome.users:
+            # The rules carry the password's hash: sent on stdin like a password.
+            _sentinel(run, ["ACL", "SETUSER", directive.values[0], "reset", *directive.values[1:]])
+            run.record(f"ACL SETUSER {directive.values[0]} on the running sentinel")
+        _sentinel(run, ["SENTINEL", "FLUSHCONFIG"])
+    if outcome.peer_auth:
+        run.sentinel_auth_pending = True     # after every sentinel has the user (the next wave)
     for name in outcome.removed_groups:
         _sentinel(run, ["SENTINEL", "REMOVE", name])
         run.record(f"SENTINEL REMOVE {name} ({_REMOVED_NOTE})")
@@ -156,6 +186,19 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
                         "down-after-milliseconds", str(group.down_after_milliseconds),
                         "failover-timeout", str(group.failover_timeout), "parallel-syncs", str(group.parallel_syncs)])
         run.record(f"SENTINEL MONITOR {name} {master_addresses[name]} {group.port} {group.quorum}")
+
+
+def switch_peer_auth(run: HostRun) -> None:
+    """Log in to the other sentinels as the sentinel user from now on. Done once every sentinel
+    has that user (the wave before), so no sentinel is refused by a peer that lacks it."""
+    if not run.sentinel_auth_pending or run.options.check:
+        return
+    acl = run.plan.inventory.acl
+    _sentinel(run, ["SENTINEL", "CONFIG", "SET", "sentinel-user", acl.sentinel.name])
+    _sentinel(run, ["SENTINEL", "CONFIG", "SET", "sentinel-pass", acl.sentinel.password.value])
+    run.sentinel_auth_pending = False
+    run.record(f"SENTINEL CONFIG SET sentinel-user {acl.sentinel.name} (and its password): the sentinels log in to "
+               "each other as the sentinel user")
 
 
 def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:
