@@ -92,6 +92,13 @@ def _check_start_guard(plan: Plan, connection: Remote, checks: _Checks) -> None:
     checks.add("start guard (start-redis)", not wrong, ", ".join(wrong) or "present, root's alone")
 
 
+def _check_release(checks: _Checks, name: str, plan: Plan, info_server: str) -> None:
+    """The process runs the inventory's release (not only has it installed: a process keeps its
+    old binaries until it restarts)."""
+    running, wanted = rediscli.parse_info(info_server).get("redis_version"), plan.inventory.redis.version
+    checks.add(name, running == wanted, f"runs {running}" + ("" if running == wanted else f", want {wanted}"))
+
+
 def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, master: Host | None) -> None:
     host = connection.host
     port = group.port
@@ -102,6 +109,8 @@ def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, m
     unauthenticated = rediscli.call(connection, plan.layout, host.data_address, port, ["PING"], timeout=5)
     checks.add(f"redis :{port} default user closed", unauthenticated.stdout.strip() != "PONG",
                "unauthenticated PING refused" if unauthenticated.stdout.strip() != "PONG" else "PONG without a password")
+    _check_release(checks, f"redis :{port} release", plan,
+                   _admin_call(plan, connection, host, port, ["INFO", "server"]).stdout)
     info = rediscli.parse_info(_admin_call(plan, connection, host, port, ["INFO", "replication"]).stdout)
     if master is None:
         checks.add(f"redis :{port} role", False, "no current master known for the group")
@@ -171,6 +180,7 @@ def _check_sentinel(plan: Plan, connection: Remote, checks: _Checks, agreed: dic
 
     def ask(args):
         return rediscli.sentinel_call(connection, plan, host, args, timeout=10).stdout
+    _check_release(checks, "sentinel release", plan, ask(["INFO", "server"]))
 
     unauthenticated = rediscli.call(connection, plan.layout, host.data_address, port, ["PING"], timeout=5)
     closed = unauthenticated.stdout.strip() != "PONG"

@@ -71,6 +71,8 @@ def test_upgrade_with_a_restart_setting_rolls_one_node_at_a_time_losing_nothing(
     assert report.masters["mymaster"] != master
     assert all(client(lab_inventory, host).config_get("databases")["databases"] == "32" for host in ("lab1", "lab2", "lab3"))
     wait_for(lambda: not verify_failures(upgraded), 60, "verify to pass on the new release", interval=1)
+    stale = {(result.host, result.check) for result in verify_failures(lab)}       # the old inventory
+    assert {("lab1", "redis :6379 release"), ("lab2", "sentinel release")} <= stale, stale
     again, output = deploy(upgraded, artifact_dir)
     assert again.ok and again.changed == 0, output
 
@@ -113,11 +115,15 @@ def test_rollback_goes_back_the_same_way_losing_nothing(lab, lab_paths, lab_inve
 
 def test_a_setting_taken_out_of_the_inventory_goes_back_to_the_default_live(deployed_lab, lab, lab_inventory,
                                                                           artifact_dir, tmp_path):
-    with_settings = variant(lab, tmp_path, lambda d: d["redis"].__setitem__(
-        "settings", {"hz": 25, "lazyfree-lazy-eviction": "yes"}))
+    def add(document):
+        document["redis"]["settings"] = {"hz": 25, "lazyfree-lazy-eviction": "yes"}
+        document["acl"]["users"]["reporting"] = {"password_file": document["acl"]["users"]["app"]["password_file"],
+                                                 "rules": "~report:* +@read"}
+    with_settings = variant(lab, tmp_path, add)
     report, output = deploy(with_settings, artifact_dir)
     assert report.ok, output
     assert client(lab_inventory, "lab2").config_get("hz")["hz"] == "25"
+    assert client(lab_inventory, "lab2").acl_getuser("reporting") is not None
     before = start_times(lab_inventory)
     check, output = deploy(lab, artifact_dir, check=True, diff=True)
     assert check.ok and "would CONFIG SET hz back to Redis's default" in output and "-hz 25" in output, output
@@ -126,6 +132,17 @@ def test_a_setting_taken_out_of_the_inventory_goes_back_to_the_default_live(depl
     for host in ("lab1", "lab2", "lab3"):
         assert client(lab_inventory, host).config_get("hz")["hz"] == "10"
         assert client(lab_inventory, host).config_get("lazyfree-lazy-eviction")["lazyfree-lazy-eviction"] == "no"
+        assert client(lab_inventory, host).acl_getuser("reporting") is None       # ACL LOAD dropped it
     assert start_times(lab_inventory) == before, "reverted live, nothing restarted"
     again, output = deploy(lab, artifact_dir)
     assert again.ok and again.changed == 0, output
+
+
+def test_a_port_change_is_refused_before_any_host_is_touched(deployed_lab, lab, lab_inventory, artifact_dir, tmp_path):
+    moved = variant(lab, tmp_path, lambda d: [group.__setitem__("port", 6380) for group in d["groups"].values()])
+    before = start_times(lab_inventory)
+    report, output = deploy(moved, artifact_dir)
+    assert not report.ok and report.changed == 0, output
+    assert {getattr(outcome.error, "step", None) for outcome in report.outcomes} == {"preflight"}
+    assert "group mymaster: runs on port 6379 (the sentinels monitor it there), the inventory says 6380" in output
+    assert start_times(lab_inventory) == before
