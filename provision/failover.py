@@ -94,10 +94,13 @@ def hand_over(plan: Plan, connections: dict[str, Remote], group: Group, old_mast
         # Sentinel's own reconfiguration of the old master (a MULTI/EXEC) waits for the pause to
         # end; REPLICAOF alone is not held by a write pause, so the old master is made a replica
         # here, before its writers are let go: none of them can write to it as a master again.
-        demoted = on_master(["REPLICAOF", plan.inventory.host(new_master).data_address, str(group.port)])
-        error = rediscli.reply_error(demoted)
-        if error:
-            raise ProvisionError(f"{old_master}: REPLICAOF {new_master}: {error}")
+        # CONFIG REWRITE too: Sentinel, finding it already a replica of the right master, does
+        # not rewrite its file, which would otherwise still make it a master at its next start.
+        for command in (["REPLICAOF", plan.inventory.host(new_master).data_address, str(group.port)],
+                        ["CONFIG", "REWRITE"]):
+            error = rediscli.reply_error(on_master(command))
+            if error:
+                raise ProvisionError(f"{old_master}: {' '.join(command[:2])} (to follow {new_master}): {error}")
     finally:
         on_master(["CLIENT", "UNPAUSE"])
     return wait_for_switch(plan, connections, group, old_master, started)

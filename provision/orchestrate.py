@@ -39,6 +39,7 @@ class Deploy:
     restart_locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     sentinel_restart_lock: threading.Lock = field(default_factory=threading.Lock)
     monitored: tuple[preflight.Monitored, ...] = ()     # what the sentinels monitored when the run began
+    departed_now: bool = False                           # the retire wave stopped something this run
     _platform_locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _builders: dict[str, str] = field(default_factory=dict)
     _failed_builds: dict[str, str] = field(default_factory=dict)
@@ -342,6 +343,7 @@ def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
 
 
 def retire_departed(run: HostRun, deploy: Deploy) -> None:
+    deploy.departed_now = True
     membership.retire(run, deploy.monitored)
 
 
@@ -349,7 +351,10 @@ def forget_departed(deploy: Deploy) -> None:
     """Once, on the controller, one sentinel at a time (membership.py)."""
     remotes = {run.name: run.remote for run in deploy.runner.alive()}
     try:
-        forgotten = membership.forget_departed(deploy.plan, remotes, deploy.runner.say, deploy.options.check)
+        # Peers stopped this run get a few seconds to show as down; on other runs a stale entry
+        # that still runs is only named (it is not this run's to stop).
+        forgotten = membership.forget_departed(deploy.plan, remotes, deploy.runner.say, deploy.options.check,
+                                               settle_seconds=15 if deploy.departed_now else 0)
     except HostError as error:
         deploy.runner.fail(error.host, error)
         return

@@ -176,3 +176,26 @@ def test_sentinel_users_as_sentinel_writes_them_back_match_the_wanted_ones(lab_l
     changed = render.sentinel_current_settings("\n".join(rewritten).replace("+ping ", ""))
     assert ("user",) in sentinel_step._differs_all(changed, owned)
     assert confparse.parse(wanted_text)
+
+
+def test_what_must_stop_on_a_host_follows_the_inventory_and_the_sentinels(tmp_path):
+    from types import SimpleNamespace
+    document = base()
+    document["hosts"] = {f"lab{i}": {"address": f"10.77.0.1{i}"} for i in range(1, 6)}
+    document["hosts"]["lab5"]["state"] = "absent"
+    document["groups"] = {"mymaster": {"master": "lab1", "replicas": ["lab2"], "quorum": 2}}
+    document["sentinels"] = ["lab1", "lab2", "lab3"]
+    plan = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    view = (monitored(replicas=("10.77.0.12", "10.77.0.13")), monitored(name="dropped", port=6380, master="10.77.0.13"))
+
+    def run_on(name, *processes):
+        return SimpleNamespace(facts=host_facts(*processes), host_plan=plan.host_plan(name), plan=plan)
+    sentinel = server(port=26379, sentinel=True)
+    # lab3: out of mymaster (stops), master of a group the inventory dropped (left), still a sentinel
+    lab3 = run_on("lab3", server(address="10.77.0.13"), server(port=6380, address="10.77.0.13"), sentinel)
+    assert membership.unwanted_processes(lab3, view) == [(6379, "no longer a member of group mymaster")]
+    lab5 = run_on("lab5", server(address="10.77.0.15"), sentinel)
+    assert membership.unwanted_processes(lab5, view) == [(6379, "the host is state: absent"),
+                                                         (None, "the host is state: absent")]
+    lab2 = run_on("lab2", server(address="10.77.0.12"), sentinel)
+    assert membership.unwanted_processes(lab2, view) == []

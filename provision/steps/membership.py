@@ -116,10 +116,11 @@ def forget_departed(plan: Plan, remotes: dict[str, Remote], say, check: bool = F
             while True:
                 down, up = stale_entries(plan, group, rediscli.parse_records(call(["SENTINEL", "REPLICAS", group.name]), "name"),
                                          rediscli.parse_records(call(["SENTINEL", "SENTINELS", group.name]), "name"))
-                if not up or time.monotonic() > deadline:
+                if not up or check or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
-            if up:
+            if check:
+                down, up = down + up, []      # what this run would stop first
                 say(f"{host.name}: forget: sentinel knows {', '.join(up)} in group {group.name}, not in the inventory "
                     "and still running: mark its host `state: absent` (or stop it) and deploy again")
                 continue
