@@ -134,9 +134,40 @@ def sysctl_file(plan: Plan) -> str:
     return _render("sysctl.conf.j2", sysctl=plan.inventory.system.sysctl)
 
 
-def rc_local_block(plan: Plan, host_plan: HostPlan) -> str:
+def rc_local_block(plan: Plan, host_plan: HostPlan, systemd: bool = False) -> str:
+    """On a systemd host the units start Redis; the block keeps only the THP lines."""
     return _render("rc.local.block.j2", thp=plan.inventory.system.transparent_hugepage, layout=plan.layout,
-                   ports=[node.port for node in host_plan.nodes], sentinel=host_plan.runs_sentinel)
+                   ports=[] if systemd else [node.port for node in host_plan.nodes],
+                   sentinel=host_plan.runs_sentinel and not systemd, systemd=systemd)
+
+
+THP_UNIT = "redis-provision-thp.service"
+SENTINEL_UNIT = "redis-sentinel.service"
+
+
+def server_unit_name(port: int) -> str:
+    return f"redis-{port}.service"
+
+
+def _writable(plan: Plan) -> list[str]:
+    layout = plan.layout
+    return [layout.conf_dir, layout.data_dir, layout.log_dir, layout.run_dir]
+
+
+def unit_files(plan: Plan, host_plan: HostPlan) -> dict[str, str]:
+    """unit name → text, for a host where systemd is PID 1."""
+    layout = plan.layout
+    units = {THP_UNIT: _render("redis-provision-thp.service.j2", thp=plan.inventory.system.transparent_hugepage)}
+    for node in host_plan.nodes:
+        units[server_unit_name(node.port)] = _render(
+            "redis-server.service.j2", host=host_plan.host, port=node.port, group=node.group.name,
+            start_script=layout.start_script, server=layout.binary("redis-server"), conf=layout.redis_conf(node.port),
+            writable=_writable(plan))
+    if host_plan.runs_sentinel:
+        units[SENTINEL_UNIT] = _render("redis-sentinel.service.j2", host=host_plan.host,
+                                       sentinel=layout.binary("redis-sentinel"), conf=layout.sentinel_conf,
+                                       writable=_writable(plan))
+    return units
 
 
 def with_rc_local_block(current: str | None, block: str) -> str:

@@ -252,6 +252,19 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
     return results
 
 
+def _check_units(plan: Plan, host_plan, connection, checks) -> None:
+    """Where systemd is PID 1: every unit the tool writes is enabled, and active."""
+    if connection.run("cat /proc/1/comm").stdout.strip() != "systemd":
+        return
+    from provision import render
+    names = list(render.unit_files(plan, host_plan))
+    quoted = " ".join(shlex.quote(name) for name in names)
+    active = connection.run(f"systemctl is-active {quoted}").stdout.split()
+    enabled = connection.run(f"systemctl is-enabled {quoted}").stdout.split()
+    for name, is_active, is_enabled in zip(names, active + [""] * len(names), enabled + [""] * len(names)):
+        checks.add(f"unit {name}", is_active == "active" and is_enabled == "enabled", f"{is_active}, {is_enabled}")
+
+
 def _check_retired(plan: Plan, connection, checks) -> None:
     """A host marked `state: absent` runs no redis-server or sentinel and rc.local starts none."""
     from provision import facts as host_facts, render
@@ -290,6 +303,7 @@ def run(plan: Plan) -> list[CheckResult]:
                 _check_file_modes(plan, connection, checks, secret_files)
                 if host_plan.nodes:
                     _check_start_guard(plan, connection, checks)
+                _check_units(plan, host_plan, connection, checks)
                 for node in host_plan.nodes:
                     _check_node(plan, connection, checks, node.group, current[node.group.name])
                 if host_plan.runs_sentinel:

@@ -57,6 +57,12 @@ def retire(run: HostRun, monitored: tuple[Monitored, ...]) -> None:
         run.record(f"stop {what} ({why}{kept})")
         if not run.options.check:
             services.stop(run, port)
+    if run.host_plan.retiring and services.uses_systemd(run):
+        units = [render.SENTINEL_UNIT] + [render.server_unit_name(process.port) for process in run.facts.processes
+                                          if not process.sentinel]
+        run.record(f"systemctl disable {' '.join(units)} (data stays)")
+        if not run.options.check:
+            run.remote.run("systemctl disable --quiet " + " ".join(units))
     if run.host_plan.retiring:
         current = primitives.read_file(run, RC_LOCAL)
         if current is not None and render.RC_LOCAL_BEGIN in current:

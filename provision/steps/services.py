@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import time
 
-from provision import facts, rediscli
+from provision import facts, rediscli, render
 from provision.errors import HostError
 from provision.hostrun import HostRun
 from provision.plan import Layout
@@ -20,26 +20,40 @@ GUARD_WAIT_SECONDS = 120
 
 
 def start_command_for(layout: Layout, port: int | None, master: str | None = None,
-                      wait_seconds: int = GUARD_WAIT_SECONDS) -> str:
+                      wait_seconds: int = GUARD_WAIT_SECONDS, systemd: bool = False) -> str:
     """A sentinel starts directly. A redis-server starts through the host's start guard
     (provision/templates/start-redis.sh.j2), which asks the Sentinels what it is first, as at boot;
-    `master` skips the question, for a group no sentinel monitors yet."""
+    `master` skips the question, for a group no sentinel monitors yet. On a systemd host the
+    units start them: the guard only prepares (its decision marked for the unit's own
+    ExecStartPre), then systemctl starts the unit."""
+    forced = f" --master {shlex.quote(master)}" if master else ""
+    if systemd:
+        if port is None:
+            return f"systemctl start {render.SENTINEL_UNIT}"
+        return (f"{shlex.quote(layout.start_script)} {port} --prepare --mark --wait {int(wait_seconds)}{forced} && "
+                f"systemctl start {render.server_unit_name(port)}")
     # umask 0027: Redis creates the files it rewrites (CONFIG REWRITE, Sentinel's state) with
     # 0666 & ~umask, and those files hold passwords.
     if port is None:
         return f"umask 0027; runuser -u redis -- {shlex.quote(layout.binary('redis-sentinel'))} {shlex.quote(layout.sentinel_conf)}"
-    forced = f" --master {shlex.quote(master)}" if master else ""
     return f"{shlex.quote(layout.start_script)} {port} --wait {int(wait_seconds)}{forced}"
 
 
+def uses_systemd(run: HostRun) -> bool:
+    """systemd is PID 1 (facts): Redis runs as units, not from rc.local."""
+    return run.facts is not None and run.facts.init_system == "systemd"
+
+
 def start_command(run: HostRun, port: int | None, master: str | None = None) -> str:
-    return start_command_for(run.layout, port, master)
+    return start_command_for(run.layout, port, master, systemd=uses_systemd(run))
 
 
 def start_on(connection: Remote, layout: Layout, port: int | None) -> str:
     """Start a process the deploy configured, through the same guard as at boot; returns what
     the guard said."""
-    return connection.check("start", start_command_for(layout, port), timeout=GUARD_WAIT_SECONDS + 30).stdout
+    systemd = connection.run("cat /proc/1/comm").stdout.strip() == "systemd"
+    return connection.check("start", start_command_for(layout, port, systemd=systemd),
+                            timeout=GUARD_WAIT_SECONDS + 30).stdout
 
 
 def guard_result(output: str) -> tuple[str, str | None]:
@@ -94,7 +108,11 @@ def stop(run: HostRun, port: int | None, wait_seconds: float = 30) -> None:
     pid = running_pid(run, port)
     if pid is None:
         return
-    run.remote.check(run.step, f"kill -TERM {pid}")
+    if uses_systemd(run):
+        unit = render.SENTINEL_UNIT if port is None else render.server_unit_name(port)
+        run.remote.check(run.step, f"systemctl stop {unit}", timeout=wait_seconds + 30)
+    else:
+        run.remote.check(run.step, f"kill -TERM {pid}")
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if not facts.process_alive(run.remote, pid):

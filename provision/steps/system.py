@@ -27,8 +27,32 @@ def tune(run: HostRun) -> None:
             if not run.options.check:
                 run.remote.check(run.step, f"echo {shlex.quote(system.transparent_hugepage)} > {path}")
     current_rc = primitives.read_file(run, RC_LOCAL)
-    wanted_rc = render.with_rc_local_block(current_rc, render.rc_local_block(run.plan, run.host_plan))
+    systemd = run.facts is not None and run.facts.init_system == "systemd"
+    wanted_rc = render.with_rc_local_block(current_rc, render.rc_local_block(run.plan, run.host_plan, systemd))
     primitives.ensure_file(run, RC_LOCAL, wanted_rc, 0o755)
+    if systemd:
+        ensure_units(run)
+
+
+UNIT_DIR = "/etc/systemd/system"
+
+
+def ensure_units(run: HostRun) -> None:
+    """On a systemd host: the unit files (root's, 0644), a daemon-reload when one changed, and
+    every unit enabled so a boot starts them. Starting is the configure steps' business."""
+    units = render.unit_files(run.plan, run.host_plan)
+    changed = False
+    for name, text in units.items():
+        changed |= primitives.ensure_file(run, f"{UNIT_DIR}/{name}", text, 0o644)
+    if changed and not run.options.check:
+        run.remote.check(run.step, "systemctl daemon-reload")
+    names = list(units)
+    states = run.remote.run("systemctl is-enabled " + " ".join(shlex.quote(name) for name in names)).stdout.split()
+    disabled = [name for name, state in zip(names, states + [""] * len(names)) if state != "enabled"]
+    if disabled:
+        run.record(f"systemctl enable {' '.join(disabled)}")
+        if not run.options.check:
+            run.remote.check(run.step, "systemctl enable --quiet " + " ".join(shlex.quote(name) for name in disabled))
 
 
 def layout(run: HostRun) -> None:
