@@ -58,7 +58,8 @@ class RedisProcess:
         return self.exe[len(prefix):].split("/", 1)[0]
 
 
-BUILD_TOOLS = ("make", "gcc", "tar", "sha256sum")
+BUILD_TOOLS = ("make", "gcc", "tar", "sha256sum", "pkg-config")
+SYSTEMD_HEADER = "/usr/include/systemd/sd-daemon.h"
 
 # One line per process whose binary is a redis-server (redis-sentinel is a link to it):
 # pid, resolved binary ("(deleted)" when its version directory was replaced) and process title.
@@ -74,7 +75,9 @@ def probe_script(layout: Layout) -> str:
         f"echo {MARK}init", "cat /proc/1/comm",
         f"echo {MARK}active_bin", f"readlink {shlex.quote(layout.bin_link)} || true",
         f"echo {MARK}version", f"test -x {server} && {server} --version || true",
-        f"echo {MARK}tools", "for t in " + " ".join(BUILD_TOOLS) + "; do command -v $t >/dev/null || echo $t; done",
+        f"echo {MARK}tools", "for t in " + " ".join(BUILD_TOOLS) + "; do command -v $t >/dev/null || echo $t; done; "
+        # Redis's `supervised systemd` (the units' Type=notify) needs it built against libsystemd.
+        f"test -e {SYSTEMD_HEADER} || echo libsystemd-headers",
         f"echo {MARK}package_manager", "command -v apt-get || command -v dnf || command -v yum || true",
         f"echo {MARK}redis_user", "id -u redis 2>/dev/null || true",
         f"echo {MARK}sentinel_conf", f"test -e {shlex.quote(layout.sentinel_conf)} && echo yes || true",

@@ -19,7 +19,7 @@ from provision.lab.paths import LabPaths
 # userland (procps for sysctl/pkill, iproute2 for ss), sudo for a non-root deploy user.
 GOLDEN_PACKAGES = (
     "openssh-server", "sudo", "build-essential", "pkg-config", "iproute2", "procps",
-    "netbase", "curl", "ca-certificates", "less", "python3",
+    "netbase", "curl", "ca-certificates", "less", "python3", "libsystemd-dev",
 )
 DEPLOY_USER = "ops"
 LAB_HOST_COUNT_MAX = 40
@@ -54,6 +54,11 @@ def machine_apt_source() -> tuple[str, str]:
             if len(parts) >= 3 and parts[0] == "deb" and parts[2] == codename:
                 return parts[1], codename
     raise RuntimeError(f"no apt source for suite {codename!r} in /etc/apt")
+
+
+def golden_recipe() -> str:
+    """What the tree was built from (kept in it, so a changed package list rebuilds it)."""
+    return " ".join(GOLDEN_PACKAGES) + "\n"
 
 
 def ensure_ssh_key(paths: LabPaths) -> Path:
@@ -96,8 +101,12 @@ def _prepare_tree(tree: Path, public_key: str) -> None:
 def build_golden_tree(paths: LabPaths, log=print) -> Path:
     """Build the golden tree once (debootstrap, a few minutes); later calls return the cache."""
     key = ensure_ssh_key(paths)
+    marker = paths.golden_tree / "etc" / "redis-provision-golden"
     if (paths.golden_tree / "usr" / "local" / "sbin" / "lab-init").exists():
-        return paths.golden_tree
+        if marker.exists() and marker.read_text() == golden_recipe():
+            return paths.golden_tree
+        log("the golden tree was built from another package list; building it again")
+        shutil.rmtree(paths.golden_tree)
     mirror, suite = machine_apt_source()
     building = paths.cache_dir / "golden-tree.building"
     shutil.rmtree(building, ignore_errors=True)
@@ -105,6 +114,7 @@ def build_golden_tree(paths: LabPaths, log=print) -> Path:
     _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(GOLDEN_PACKAGES),
           suite, str(building), mirror], stdout=subprocess.DEVNULL)
     _prepare_tree(building, Path(str(key) + ".pub").read_text())
+    (building / "etc" / "redis-provision-golden").write_text(golden_recipe())
     building.rename(paths.golden_tree)
     log(f"golden tree ready: {paths.golden_tree}")
     return paths.golden_tree

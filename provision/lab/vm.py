@@ -112,9 +112,12 @@ def build_box(paths: LabPaths, log=print) -> VmPaths:
     """Golden tree + systemd + kernel → one qcow2 image, plus the kernel and initrd to boot it
     with. Built once (a few minutes: package installs and an initramfs); later calls reuse it."""
     vm = vm_paths(paths)
-    if vm.image.exists() and vm.kernel.exists() and vm.initrd.exists():
-        return vm
     golden.build_golden_tree(paths, log)
+    recipe = vm.root / "golden-recipe"
+    if vm.image.exists() and vm.kernel.exists() and vm.initrd.exists() and recipe.exists() \
+            and recipe.read_text() == golden.golden_recipe():
+        return vm
+    vm.image.unlink(missing_ok=True)
     vm.root.mkdir(parents=True, exist_ok=True)
     building = vm.root / "tree.partial"
     if building.exists():
@@ -160,6 +163,7 @@ def build_box(paths: LabPaths, log=print) -> VmPaths:
     if vm.tree.exists():
         shutil.rmtree(vm.tree)
     building.rename(vm.tree)
+    recipe.write_text(golden.golden_recipe())
     log(f"VM box ready: {vm.image}")
     return vm
 

@@ -18,13 +18,17 @@ from provision.errors import HostError
 from provision.facts import HostFacts
 from provision.hostrun import HostRun
 
-BUILD_PACKAGES = {"apt-get": "build-essential tar coreutils", "dnf": "gcc make tar coreutils",
-                  "yum": "gcc make tar coreutils"}
+BUILD_PACKAGES = {"apt-get": "build-essential tar coreutils pkg-config libsystemd-dev",
+                  "dnf": "gcc make tar coreutils pkgconf-pkg-config systemd-devel",
+                  "yum": "gcc make tar coreutils pkgconfig systemd-devel"}
+#: Built with libsystemd, so `supervised systemd` works (the units are Type=notify); the name
+#: keeps artifacts from older builds without it out of the cache's way.
+BUILD_FLAVOUR = "systemd"
 
 
 def artifact_path(run: HostRun, facts: HostFacts) -> Path:
     source = run.plan.inventory.redis.source
-    name = f"redis-{run.plan.inventory.redis.version}-{facts.platform}-{source.sha256[:16]}.tar.gz"
+    name = f"redis-{run.plan.inventory.redis.version}-{facts.platform}-{source.sha256[:16]}-{BUILD_FLAVOUR}.tar.gz"
     return run.options.artifact_dir / name
 
 
@@ -79,7 +83,7 @@ def compile_on_host(run: HostRun, facts: HostFacts) -> None:
     staging = layout.version_dir + ".partial"
     run.remote.check(run.step, f"rm -rf {q(source_dir)} {q(staging)} && mkdir -p {q(source_dir)} && "
                                f"tar -xzf {q(tarball)} -C {q(source_dir)} --strip-components=1")
-    make = (f"cd {q(source_dir)} && make -j\"$(nproc)\" > make.log 2>&1 || {{ tail -n 40 make.log >&2; exit 1; }}; "
+    make = (f"cd {q(source_dir)} && make -j\"$(nproc)\" USE_SYSTEMD=yes > make.log 2>&1 || {{ tail -n 40 make.log >&2; exit 1; }}; "
             f"make install PREFIX={q(staging)} >> make.log 2>&1 || {{ tail -n 40 make.log >&2; exit 1; }}")
     run.remote.check(run.step, make)
     _activate_staged(run, staging)
