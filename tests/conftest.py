@@ -24,6 +24,7 @@ def pytest_collection_modifyitems(items):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab_teardown: runs last, takes the session's lab down")
+    config.addinivalue_line("markers", "vm: the VM tier (opt-in, REDIS_PROVISION_VM=1; not in .ci/run)")
 
 
 #: the only names the tests resolve; nothing is ever asked of a real DNS server

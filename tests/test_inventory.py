@@ -248,13 +248,13 @@ def test_shipped_example_inventories_are_valid(monkeypatch, tmp_path):
     for variable in ("REDIS_ADMIN_PASSWORD", "REDIS_REPLICATION_PASSWORD", "REDIS_SENTINEL_PASSWORD", "REDIS_APP_PASSWORD"):
         monkeypatch.setenv(variable, f"{variable.lower()}-example")
     root = Path(__file__).parent.parent
-    # A copy, with the key files the examples name (Vagrant makes them at `vagrant up`).
+    # A copy, with the key file the Vagrant example names (Vagrant makes it at `vagrant up`).
     copy_root = tmp_path / "clone"
     shutil.copytree(root / "inventory", copy_root / "inventory")
-    for machine in ("redis1", "redis2", "redis3"):
-        key = copy_root / ".vagrant" / "machines" / machine / "virtualbox" / "private_key"
-        key.parent.mkdir(parents=True)
-        key.write_text("not a real key\n")
+    home = tmp_path / "home"
+    (home / ".vagrant.d").mkdir(parents=True)
+    (home / ".vagrant.d" / "insecure_private_key").write_text("not a real key\n")
+    monkeypatch.setenv("HOME", str(home))
     for name in ("prod.yml", "vagrant.yml"):
         loaded = inventory.load(copy_root / "inventory" / name)
         assert len(loaded.sentinels) == 3 and loaded.groups[0].name == "mymaster"

@@ -90,3 +90,26 @@ def heal(c, host):
 
 
 lab = Collection("lab", build, up, down, status, restart, signal, cut, heal)
+
+
+@task(name="test")
+def vm_test(c):
+    """The VM tier (real kernels, systemd, reboots, power-off) on 3 VMs under software emulation:
+    builds the box once, boots the VMs, deploys with the artifact cache warm, checks, tears down.
+    Needs one deploy to the namespace lab first (the VMs never compile)."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "pytest", "-v", "-s", "-m", "vm", "tests/test_vm.py"],
+                            env={**__import__("os").environ, "REDIS_PROVISION_VM": "1"})
+    if result.returncode:
+        raise Exit(code=result.returncode)
+
+
+@task(name="down")
+def vm_down(c):
+    """Power off every VM of the VM tier and remove its network namespace."""
+    from provision.lab import vm
+    vm.down(default_paths())
+
+
+vm_collection = Collection("vm", vm_test, vm_down)
