@@ -116,6 +116,9 @@ def build_golden_tree(paths: LabPaths, log=print) -> Path:
     _prepare_tree(building, Path(str(key) + ".pub").read_text())
     (building / "etc" / "redis-provision-golden").write_text(golden_recipe())
     building.rename(paths.golden_tree)
+    # A new tree has new host keys: what the lab's known_hosts files remember is no longer true.
+    for known in ("lab_known_hosts", "vm_known_hosts"):
+        (paths.cache_dir / known).unlink(missing_ok=True)
     log(f"golden tree ready: {paths.golden_tree}")
     return paths.golden_tree
 
