@@ -37,6 +37,7 @@ def _tool(name, change="live", **flags) -> DirectiveInfo:
 
 REDIS = (
     _tool("bind", "restart"), _tool("port", "restart"), _tool("protected-mode"), _tool("daemonize", "restart"),
+    _tool("supervised", "restart"),
     _tool("pidfile", "restart"), _tool("dir", "restart"), _tool("logfile", "restart"),
     _tool("tcp-backlog", "restart"), _tool("disable-thp", "restart"), _tool("aclfile", "restart"),
     _tool("masteruser"), _tool("masterauth", secret=True), _tool("replica-announce-ip"), _tool("maxmemory"),
@@ -56,6 +57,7 @@ REDIS = (
 
 SENTINEL = (
     _tool("bind", "restart"), _tool("port", "restart"), _tool("daemonize", "restart"), _tool("pidfile", "restart"),
+    _tool("supervised", "restart"),
     _tool("logfile", "restart"), _tool("dir", "restart"), _tool("sentinel announce-ip", "restart"),
     _tool("sentinel resolve-hostnames", "restart"), _tool("user", secret=True),
     _tool("sentinel sentinel-user"), _tool("sentinel sentinel-pass", secret=True),

@@ -52,16 +52,18 @@ def tcp_backlog(plan: Plan) -> int:
     return min(511, somaxconn)
 
 
-def redis_conf(plan: Plan, node: NodePlan, replicaof: Host | None) -> str:
-    """The whole redis.conf, for a node whose file does not exist yet."""
+def redis_conf(plan: Plan, node: NodePlan, replicaof: Host | None, systemd: bool = False) -> str:
+    """The whole redis.conf, for a node whose file does not exist yet. `systemd`: the host runs it
+    as a unit (daemonize no, supervised systemd: in the file, since Redis writes command-line
+    overrides back into it at its next CONFIG REWRITE)."""
     inventory = plan.inventory
     return _render("redis.conf.j2", node=node, group=node.group, host=node.host, layout=plan.layout,
                    acl=inventory.acl, redis=node_redis(inventory, node), tcp_backlog=tcp_backlog(plan),
-                   replicaof=replicaof)
+                   replicaof=replicaof, systemd=systemd)
 
 
-def redis_owned_directives(plan: Plan, node: NodePlan) -> list[Directive]:
-    text = redis_conf(plan, node, replicaof=None)
+def redis_owned_directives(plan: Plan, node: NodePlan, systemd: bool = False) -> list[Directive]:
+    text = redis_conf(plan, node, replicaof=None, systemd=systemd)
     return [directive for _, directive in confparse.parse(text) if not directives.redis_runtime_owned(directive.key)]
 
 
@@ -72,7 +74,8 @@ def sentinel_id(plan: Plan, host: Host) -> str:
                         .encode()).hexdigest()
 
 
-def sentinel_conf(plan: Plan, host: Host, master_addresses: dict[str, str], new_peers: tuple[Host, ...] = ()) -> str:
+def sentinel_conf(plan: Plan, host: Host, master_addresses: dict[str, str], new_peers: tuple[Host, ...] = (),
+                  systemd: bool = False) -> str:
     """The whole sentinel.conf, for a sentinel whose file does not exist yet.
     master_addresses: group name → data address of the group's CURRENT master. new_peers: the
     other sentinels created in the same run; each is written as a known sentinel with its id,
@@ -84,15 +87,15 @@ def sentinel_conf(plan: Plan, host: Host, master_addresses: dict[str, str], new_
     return _render("sentinel.conf.j2", host=host, redis=plan.inventory.redis, layout=plan.layout,
                    acl=acl, monitors=monitors, admin_hash=password_hash(acl.admin.password.value),
                    sentinel_hash=password_hash(acl.sentinel.password.value), peer_rules=SENTINEL_PEER_RULES,
-                   myid=sentinel_id(plan, host), peers=peers)
+                   myid=sentinel_id(plan, host), peers=peers, systemd=systemd)
 
 
-def sentinel_owned_directives(plan: Plan, host: Host) -> list[Directive]:
+def sentinel_owned_directives(plan: Plan, host: Host, systemd: bool = False) -> list[Directive]:
     """Sentinel settings the tool owns. The monitor line's address and port are Sentinel's
     (they follow failovers); only its quorum is the tool's."""
     placeholder = {group.name: "0.0.0.0" for group in plan.inventory.groups}
     owned = []
-    for _, directive in confparse.parse(sentinel_conf(plan, host, placeholder)):
+    for _, directive in confparse.parse(sentinel_conf(plan, host, placeholder, systemd=systemd)):
         if directive.key[:2] == ("sentinel", "monitor"):
             directive = Directive(key=("sentinel", "quorum", directive.key[2]), values=(directive.values[2],))
         elif getattr(directives.sentinel_info(directive.key), "owner", None) == "runtime":

@@ -11,14 +11,13 @@ def test_units_are_notify_services_as_redis_hardened_and_after_the_thp_unit(lab_
     server = units["redis-6379.service"]
     for line in ("Type=notify", "User=redis", "LimitNOFILE=65535", "NoNewPrivileges=yes", "ProtectSystem=full",
                  "ExecStartPre=+/app/redis/boot/start-redis 6379 --prepare",
-                 "ExecStart=/app/redis/bin/redis-server /app/redis/conf/redis-6379.conf --supervised systemd "
-                 "--daemonize no", "Restart=on-failure",
+                 "ExecStart=/app/redis/bin/redis-server /app/redis/conf/redis-6379.conf",
+                 "Restart=on-failure",
                  "ReadWritePaths=/app/redis/conf /app/redis/data /app/redis/logs /app/redis/run"):
         assert line in server.splitlines(), line
     assert "redis-provision-thp.service" in next(line for line in server.splitlines() if line.startswith("After="))
     sentinel = units["redis-sentinel.service"]
-    assert "ExecStart=/app/redis/bin/redis-sentinel /app/redis/conf/sentinel.conf --supervised systemd --daemonize no" \
-        in sentinel.splitlines()
+    assert "ExecStart=/app/redis/bin/redis-sentinel /app/redis/conf/sentinel.conf" in sentinel.splitlines()
     assert "echo never > /sys/kernel/mm/transparent_hugepage/enabled" in units["redis-provision-thp.service"]
 
 
@@ -36,3 +35,16 @@ def test_on_systemd_a_start_prepares_through_the_guard_then_starts_the_unit(lab_
                        "systemctl start redis-6379.service")
     assert services.start_command_for(lab_like_plan.layout, None, systemd=True) == "systemctl start redis-sentinel.service"
     assert "systemctl" not in services.start_command_for(lab_like_plan.layout, 6379)
+
+
+def test_on_systemd_the_files_say_supervised_and_not_daemonized(lab_like_plan):
+    """In the files, not on the command line: Redis writes command-line overrides back at its
+    next CONFIG REWRITE, and the next deploy then saw a changed daemonize and restarted."""
+    node = lab_like_plan.host_plan("lab1").nodes[0]
+    host = lab_like_plan.inventory.host("lab1")
+    for text in (render.redis_conf(lab_like_plan, node, None, systemd=True),
+                 render.sentinel_conf(lab_like_plan, host, {"mymaster": "10.77.0.11"}, systemd=True)):
+        assert "daemonize no" in text.splitlines() and "supervised systemd" in text.splitlines()
+    for text in (render.redis_conf(lab_like_plan, node, None),
+                 render.sentinel_conf(lab_like_plan, host, {"mymaster": "10.77.0.11"})):
+        assert "daemonize yes" in text.splitlines() and "supervised" not in text

@@ -266,6 +266,6 @@ def inventory_document(paths: LabPaths, count: int, tarball: Path) -> dict:
     for group in document["groups"].values():
         # Emulated CPUs stall for seconds under load: a 2 s down-after would fail over by mistake.
         group["down_after_milliseconds"] = 5000
-        group["failover_timeout"] = 30000
+        group["failover_timeout"] = 10000
         group["min_replicas_max_lag"] = 3
     return document

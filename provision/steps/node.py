@@ -67,9 +67,9 @@ def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutco
     current = primitives.read_file(run, path)
     if current is None:
         replicaof = None if current_master.name == node.host.name else current_master
-        primitives.ensure_file(run, path, render.redis_conf(run.plan, node, replicaof), 0o640, "redis", "redis")
+        primitives.ensure_file(run, path, render.redis_conf(run.plan, node, replicaof, services.uses_systemd(run)), 0o640, "redis", "redis")
         return ConfigOutcome(True, None, (), ())
-    wanted = render.redis_owned_directives(run.plan, node)
+    wanted = render.redis_owned_directives(run.plan, node, services.uses_systemd(run))
     changed = confparse.differing_keys(current, wanted)
     present = confparse.values_by_key(current)
     removed = [(name,) for name in removed_settings(run, node) if (name,) in present]
@@ -144,13 +144,13 @@ def predicted_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...
     present = confparse.values_by_key(current)
     removed = tuple((name,) for name in removed_settings(run, node)
                     if (name,) in present and directives.redis_needs_restart((name,)))
-    return tuple(key for key in confparse.differing_keys(current, render.redis_owned_directives(run.plan, node))
+    return tuple(key for key in confparse.differing_keys(current, render.redis_owned_directives(run.plan, node, services.uses_systemd(run)))
                  if directives.redis_needs_restart(key)) + removed + version_restart_keys(run, node)
 
 
 def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
     """CONFIG SET each changed setting; returns the keys Redis refused live (they need a restart)."""
-    wanted = {directive.key: directive for directive in render.redis_owned_directives(run.plan, node)}
+    wanted = {directive.key: directive for directive in render.redis_owned_directives(run.plan, node, services.uses_systemd(run))}
     refused = []
     for key in keys:
         directive = wanted[key]

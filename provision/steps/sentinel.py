@@ -72,12 +72,12 @@ def configure(run: HostRun, master_addresses: dict[str, str], new_peers: tuple =
     path = run.layout.sentinel_conf
     text = primitives.read_file(run, path)
     if text is None:
-        primitives.ensure_file(run, path, render.sentinel_conf(run.plan, host, master_addresses, new_peers), 0o640,
+        primitives.ensure_file(run, path, render.sentinel_conf(run.plan, host, master_addresses, new_peers, services.uses_systemd(run)), 0o640,
                                "redis", "redis")
         return SentinelOutcome((), (), False)
     current = render.sentinel_current_settings(text)
     monitored = {key[2] for key in current if key[:2] == ("sentinel", "monitor")}
-    owned = render.sentinel_owned_directives(run.plan, host)
+    owned = render.sentinel_owned_directives(run.plan, host, services.uses_systemd(run))
     new_groups = tuple(group.name for group in run.plan.inventory.groups if group.name not in monitored)
     removed_groups = tuple(sorted(monitored - {group.name for group in run.plan.inventory.groups}))
     live, file_changes, process_live = [], [], []
