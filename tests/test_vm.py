@@ -138,6 +138,27 @@ def test_a_real_reboot_of_a_replica_then_of_the_master_loses_nothing(vms, vm_net
     wait_for(lambda: not verify_failures(vms), 120, "verify to pass after the reboots", interval=2)
 
 
+def test_a_crashed_master_is_restarted_by_systemd_only_as_a_replica(vms, vm_network):
+    """Restart=on-failure brings the process back through the start guard (ExecStartPre): the
+    sentinels fail it over first, and it never serves as a master beside the new one."""
+    from provision import rolewatch
+    plan = cli.load_plan(str(vms))
+    inventory, group = plan.inventory, plan.inventory.groups[0]
+    master = master_of(inventory)
+    with drill.writing(plan, group) as (run_id, log), rolewatch.RoleWatch(plan, group) as watch:
+        time.sleep(2)
+        started = time.monotonic()
+        run_on(inventory, master, "kill -KILL $(cat /app/redis/run/redis-6379.pid)")
+        wait_for(lambda: linked(inventory, master), 240, f"{master} restarted by systemd as a replica", interval=1)
+        timed(f"kill -9 of master {master} until systemd had it back as a replica", started)
+        time.sleep(2)
+    assert master_of(inventory) != master
+    assert watch.two_master_seconds == 0, watch.summary()
+    assert_nothing_lost(plan, group, run_id, log)
+    journal = run_on(inventory, master, "journalctl -u redis-6379 --no-pager | tail -n 30")
+    assert "prepared as replica of" in journal, journal      # the guard ran before the restart
+
+
 def test_sentinels_fail_over_when_the_master_vm_is_powered_off(vms, vm_network, lab_paths):
     plan = cli.load_plan(str(vms))
     inventory = plan.inventory
