@@ -40,6 +40,7 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
     """With as_json, progress goes wherever `say` sends it and the recap is one JSON document.
     `version`: run another release than the inventory's (upgrade, rollback)."""
     loaded = inventory.load(inventory_path)
+    written = loaded.redis.version      # what the inventory says, before any --version
     if version is not None:
         if not inventory.VERSION_PATTERN.fullmatch(version):
             raise UsageError(f"--version: expected a release such as 7.2.4, got {version!r}")
@@ -57,8 +58,7 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
         print(mask(format_recap_json(report)), flush=True)
     else:
         say(format_recap(report, plan, show_diff=diff))
-        written = inventory.load(inventory_path).redis.version if version is not None else None
-        if written is not None and written != version and report.ok and not check:
+        if version is not None and written != version and report.ok and not check:
             say(f"note: the inventory still says redis.version {written}: set it to {version} there, or the next "
                 f"deploy goes back to {written}")
     return report

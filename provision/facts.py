@@ -51,11 +51,21 @@ class RedisProcess:
     sentinel: bool
 
     def version(self, install_dir: str) -> str | None:
-        """The release it runs, when its binary is one of `install_dir`'s versions."""
-        prefix = install_dir.rstrip("/") + "/versions/"
-        if not self.exe.startswith(prefix):
-            return None
-        return self.exe[len(prefix):].split("/", 1)[0]
+        return release_of(self.exe, install_dir)
+
+
+def release_of(exe: str, install_dir: str) -> str | None:
+    """The release a binary belongs to, when it is one of `install_dir`'s versions."""
+    prefix = install_dir.rstrip("/") + "/versions/"
+    if not exe.startswith(prefix):
+        return None
+    return exe[len(prefix):].split("/", 1)[0]
+
+
+def active_version(active_bin: str | None) -> str | None:
+    """The release <install_dir>/bin points at (`versions/7.0.15/bin`)."""
+    parts = (active_bin or "").strip("/").split("/")
+    return parts[1] if len(parts) == 3 and parts[0] == "versions" and parts[2] == "bin" else None
 
 
 BUILD_TOOLS = ("make", "gcc", "tar", "sha256sum", "pkg-config")
@@ -180,6 +190,11 @@ def file_modes(remote: Remote, paths) -> dict[str, tuple[str, str]]:
     result = remote.run("stat -c '%n %a %U' " + " ".join(shlex.quote(path) for path in paths))
     return {words[0]: (words[1], words[2]) for words in (line.split() for line in result.stdout.splitlines())
             if len(words) == 3}
+
+
+def runs_systemd(remote: Remote) -> bool:
+    """systemd is PID 1 (what `gather` reads as init_system, for callers without the facts)."""
+    return remote.run("cat /proc/1/comm").stdout.strip() == "systemd"
 
 
 def process_alive(remote: Remote, pid: int) -> bool:

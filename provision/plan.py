@@ -132,11 +132,6 @@ class Plan:
     def sentinel_hosts(self) -> tuple[Host, ...]:
         return tuple(plan.host for plan in self.hosts if plan.runs_sentinel)
 
-    @property
-    def serving(self) -> tuple[HostPlan, ...]:
-        """The hosts that run something (not the ones being retired)."""
-        return tuple(plan for plan in self.hosts if not plan.retiring)
-
     def host_plan(self, name: str) -> HostPlan:
         for plan in self.hosts:
             if plan.host.name == name:

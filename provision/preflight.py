@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provision import rediscli
-from provision.facts import HostFacts
+from provision.facts import HostFacts, active_version
 from provision.plan import Plan
 from provision.remote import Remote
 
@@ -58,7 +58,7 @@ def version_problems(plan: Plan, facts: dict[str, HostFacts], allow_major: bool)
     problems = []
     for name, host_facts in facts.items():
         running = {process.version(install_dir) for process in host_facts.processes} - {None}
-        active = host_facts.active_bin.split("/")[1] if (host_facts.active_bin or "").startswith("versions/") else None
+        active = active_version(host_facts.active_bin)
         for version in sorted(running | ({active} if active else set())):
             if major(version) != major(wanted):
                 problems.append(f"{name} runs Redis {version}; {wanted} is another major release. A cross-major "

@@ -173,16 +173,23 @@ def unit_files(plan: Plan, host_plan: HostPlan) -> dict[str, str]:
     return units
 
 
+def _block_span(lines: list[str]) -> tuple[int, int] | None:
+    """Indexes of the tool's BEGIN and END lines in rc.local, when both are there."""
+    stripped = [line.strip() for line in lines]
+    if RC_LOCAL_BEGIN in stripped and RC_LOCAL_END in stripped:
+        return stripped.index(RC_LOCAL_BEGIN), stripped.index(RC_LOCAL_END)
+    return None
+
+
 def with_rc_local_block(current: str | None, block: str) -> str:
     """/etc/rc.local with the tool's block in place (replacing an older one), other lines kept,
     and before any `exit 0` so that it runs."""
     if not current or not current.strip():
         return "#!/bin/sh\n" + block + "exit 0\n"
     lines = current.splitlines(keepends=True)
-    if RC_LOCAL_BEGIN in current and RC_LOCAL_END in current:
-        start = next(i for i, line in enumerate(lines) if line.strip() == RC_LOCAL_BEGIN)
-        end = next(i for i, line in enumerate(lines) if line.strip() == RC_LOCAL_END)
-        return "".join(lines[:start]) + block + "".join(lines[end + 1:])
+    span = _block_span(lines)
+    if span:
+        return "".join(lines[:span[0]]) + block + "".join(lines[span[1] + 1:])
     exit_at = next((i for i, line in enumerate(lines) if line.strip() == "exit 0"), len(lines))
     before = "".join(lines[:exit_at])
     if before and not before.endswith("\n"):
@@ -193,8 +200,7 @@ def with_rc_local_block(current: str | None, block: str) -> str:
 def without_rc_local_block(current: str) -> str:
     """/etc/rc.local with the tool's block taken out (a retired host), other lines kept."""
     lines = current.splitlines(keepends=True)
-    if RC_LOCAL_BEGIN not in current or RC_LOCAL_END not in current:
+    span = _block_span(lines)
+    if span is None:
         return current
-    start = next(i for i, line in enumerate(lines) if line.strip() == RC_LOCAL_BEGIN)
-    end = next(i for i, line in enumerate(lines) if line.strip() == RC_LOCAL_END)
-    return "".join(lines[:start]) + "".join(lines[end + 1:])
+    return "".join(lines[:span[0]]) + "".join(lines[span[1] + 1:])

@@ -254,7 +254,7 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
 
 def _check_units(plan: Plan, host_plan, connection, checks) -> None:
     """Where systemd is PID 1: every unit the tool writes is enabled, and active."""
-    if connection.run("cat /proc/1/comm").stdout.strip() != "systemd":
+    if not facts.runs_systemd(connection):
         return
     from provision import render
     names = list(render.unit_files(plan, host_plan))

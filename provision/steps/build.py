@@ -9,14 +9,16 @@ refused before it is unpacked, and the current install is left as it was.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import replace
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 from provision.digest import sha256_of_file
 from provision.errors import HostError
-from provision.facts import HostFacts
+from provision.facts import HostFacts, active_version
 from provision.hostrun import HostRun
+from provision.state import HostState
+from provision.steps.node import save_state
 
 BUILD_PACKAGES = {"apt-get": "build-essential tar coreutils pkg-config libsystemd-dev",
                   "dnf": "gcc make tar coreutils pkgconf-pkg-config systemd-devel",
@@ -176,14 +178,6 @@ def activate(run: HostRun, facts: HostFacts) -> None:
     previous = active_version(facts.active_bin)
     if previous:
         # Remembered before the switch: `rollback` goes back to it.
-        from provision import state as host_state
-        from provision.steps import node
-        run.state = replace(run.state or host_state.HostState(), previous_version=previous)
-        node.save_state(run)
+        run.state = replace(run.state or HostState(), previous_version=previous)
+        save_state(run)
     run.remote.check(run.step, f"ln -sfn {q(target)} {q(link)}.tmp && mv -Tf {q(link)}.tmp {q(link)}")
-
-
-def active_version(active_bin: str | None) -> str | None:
-    """The release <install_dir>/bin points at (`versions/7.0.15/bin`)."""
-    parts = (active_bin or "").strip("/").split("/")
-    return parts[1] if len(parts) == 3 and parts[0] == "versions" and parts[2] == "bin" else None

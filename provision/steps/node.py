@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provision import confparse, directives, primitives, rediscli, render
+from provision import facts as host_facts
+from provision import state as host_state
 from provision.errors import HostError
 from provision.hostrun import HostRun
 from provision.inventory import Host
-from provision.plan import NodePlan
+from provision.plan import NodePlan, node_redis
 from provision.steps import services
 
 
@@ -37,9 +39,8 @@ def version_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...],
     pid = services.running_pid(run, node.port)
     if pid is None:
         return ()
-    from provision import facts as host_facts
     exe = host_facts.process_exe(run.remote, pid) or process.exe
-    running = host_facts.RedisProcess(pid, exe, "", node.port, False).version(run.layout.install_dir)
+    running = host_facts.release_of(exe, run.layout.install_dir)
     return () if running == wanted else ((f"version {running or exe} -> {wanted}",),)
 
 
@@ -53,8 +54,13 @@ def removed_settings(run: HostRun, node: NodePlan) -> tuple[str, ...]:
     return tuple(name for name in recorded if name not in wanted)
 
 
+def _removed_present(run: HostRun, node: NodePlan, current: str) -> list[tuple[str, ...]]:
+    """The keys of removed_settings that the node's current file still has."""
+    present = confparse.values_by_key(current)
+    return [(name,) for name in removed_settings(run, node) if (name,) in present]
+
+
 def plan_settings(run: HostRun, node: NodePlan) -> tuple[tuple[str, str], ...]:
-    from provision.plan import node_redis
     return node_redis(run.plan.inventory, node).extra_settings
 
 
@@ -71,8 +77,7 @@ def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutco
         return ConfigOutcome(True, None, (), ())
     wanted = render.redis_owned_directives(run.plan, node, services.uses_systemd(run))
     changed = confparse.differing_keys(current, wanted)
-    present = confparse.values_by_key(current)
-    removed = [(name,) for name in removed_settings(run, node) if (name,) in present]
+    removed = _removed_present(run, node, current)
     if changed or removed:
         primitives.ensure_file(run, path, confparse.patch(current, wanted, changed + removed), 0o640, "redis", "redis")
     else:
@@ -94,14 +99,12 @@ def redis_defaults(run: HostRun, names: list[str]) -> dict[str, str]:
     the release does not know is left out."""
     if run.options.check:
         return {name: "(default)" for name in names}
-    from provision import facts as host_facts
     output = run.remote.check(run.step, host_facts.defaults_probe(run.layout, names)).stdout
     return host_facts.parse_config_get(output)
 
 
 def record_settings(run: HostRun, node: NodePlan) -> None:
     """Remember which settings the node now has from the inventory (state.py)."""
-    from provision import state as host_state
     names = [name for name, _ in plan_settings(run, node)]
     run.state = (run.state or host_state.HostState()).with_settings(node.port, names)
     save_state(run)
@@ -109,7 +112,6 @@ def record_settings(run: HostRun, node: NodePlan) -> None:
 
 def save_state(run: HostRun) -> None:
     """Write the host's state file when it differs from what the facts read at the start."""
-    from provision import state as host_state
     text = host_state.format_state(run.state)
     if run.options.check or (run.facts is not None and run.facts.state_text.strip() == text.strip()):
         return
@@ -141,9 +143,7 @@ def predicted_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...
     current = primitives.read_file(run, run.layout.redis_conf(node.port))
     if current is None:
         return ()
-    present = confparse.values_by_key(current)
-    removed = tuple((name,) for name in removed_settings(run, node)
-                    if (name,) in present and directives.redis_needs_restart((name,)))
+    removed = tuple(key for key in _removed_present(run, node, current) if directives.redis_needs_restart(key))
     return tuple(key for key in confparse.differing_keys(current, render.redis_owned_directives(run.plan, node, services.uses_systemd(run)))
                  if directives.redis_needs_restart(key)) + removed + version_restart_keys(run, node)
 

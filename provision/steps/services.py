@@ -51,8 +51,7 @@ def start_command(run: HostRun, port: int | None, master: str | None = None) -> 
 def start_on(connection: Remote, layout: Layout, port: int | None) -> str:
     """Start a process the deploy configured, through the same guard as at boot; returns what
     the guard said."""
-    systemd = connection.run("cat /proc/1/comm").stdout.strip() == "systemd"
-    return connection.check("start", start_command_for(layout, port, systemd=systemd),
+    return connection.check("start", start_command_for(layout, port, systemd=facts.runs_systemd(connection)),
                             timeout=GUARD_WAIT_SECONDS + 30).stdout
 
 

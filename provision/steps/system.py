@@ -5,6 +5,7 @@ import shlex
 
 from provision import facts, primitives, render
 from provision.hostrun import HostRun
+from provision.steps import services
 
 SYSCTL_FILE = "/etc/sysctl.d/90-redis-provision.conf"
 RC_LOCAL = "/etc/rc.local"
@@ -27,7 +28,7 @@ def tune(run: HostRun) -> None:
             if not run.options.check:
                 run.remote.check(run.step, f"echo {shlex.quote(system.transparent_hugepage)} > {path}")
     current_rc = primitives.read_file(run, RC_LOCAL)
-    systemd = run.facts is not None and run.facts.init_system == "systemd"
+    systemd = services.uses_systemd(run)
     wanted_rc = render.with_rc_local_block(current_rc, render.rc_local_block(run.plan, run.host_plan, systemd))
     primitives.ensure_file(run, RC_LOCAL, wanted_rc, 0o755)
     if systemd:
