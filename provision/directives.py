@@ -44,6 +44,9 @@ REDIS = (
     _tool("maxmemory-policy"), _tool("appendonly"), _tool("save"), _tool("min-replicas-to-write"),
     _tool("min-replicas-max-lag"), _tool("repl-diskless-sync-max-replicas"),
     DirectiveInfo("replicaof", "runtime", reserved=True), DirectiveInfo("slaveof", "runtime", reserved=True),
+    # The promotion fence: start-redis writes 0 at every start, the node's keeper raises it.
+    DirectiveInfo("replica-priority", "runtime", reserved=True),
+    DirectiveInfo("slave-priority", "runtime", reserved=True),
     DirectiveInfo("requirepass", "user", secret=True, reserved=True),
     DirectiveInfo("user", "user", reserved=True), DirectiveInfo("include", "user", "restart", reserved=True),
     DirectiveInfo("rename-command", "user", "restart", reserved=True),

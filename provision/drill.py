@@ -12,6 +12,10 @@ hosts and lab hosts:
              host's start guard, as a supervisor would
   reboot     the whole host: `lab.restart` on a lab host; on a real host `reboot` over SSH, only
              with allow_reboot (the CLI's --allow-reboot)
+  cascade    every host of the group rebooted one after another, `spacing` seconds apart, in an
+             order that names the master's place (replica,master,replica ...): a rack's power blip
+             or a wave of kernel updates. The group must come back by itself, with every
+             acknowledged write, on whichever node ends up master
 The writer mixes plain SET, MULTI/EXEC, EVAL and FCALL writes (Redis replicates and persists the
 last three as transactions). Measured: time until every sentinel names a new master, the longest
 gap between acknowledged writes, acknowledged writes missing afterwards per kind, on the new
@@ -36,7 +40,8 @@ from provision.errors import ProvisionError, UsageError
 from provision.plan import Plan
 from provision.steps import services
 
-MODES = ("kill", "stop", "partition", "restart", "reboot")
+MODES = ("kill", "stop", "partition", "restart", "reboot", "cascade")
+CASCADE_ORDERS = ("replica,master,replica", "master,replica,replica", "replica,replica,master")
 WRITE_KINDS = ("set", "multi", "eval", "fcall")
 WAIT_TIMEOUT_MS = 500
 FUNCTION_LIBRARY = """#!lua name=redis_provision_drill
@@ -93,7 +98,8 @@ class DrillReport:
 
     @property
     def ok(self) -> bool:
-        return (self.lost == 0 and self.lost_anywhere == 0 and self.new_master != self.old_master
+        return (self.lost == 0 and self.lost_anywhere == 0
+                and (self.new_master != self.old_master or self.mode.startswith("cascade"))
                 and not self.verify_failures and self.unavailable_seconds != float("inf")
                 and self.two_master_seconds == 0)
 
@@ -250,8 +256,123 @@ def _inject(plan: Plan, connection, host_name: str, port: int, mode: str, second
                                   f"ip link set dev {shlex.quote(device)} up' >/dev/null 2>&1 &")
 
 
+def cascade_hosts(group, master: str, order: str) -> list[str]:
+    """The group's hosts in the order a cascade reboots them; `order` names the master's place
+    among them (the replicas take the other places in inventory order)."""
+    if order not in CASCADE_ORDERS:
+        raise UsageError(f"--order must be one of {', '.join(CASCADE_ORDERS)}, not {order!r}")
+    replicas = [name for name in group.members if name != master]
+    places = order.split(",")
+    if len(replicas) < places.count("replica"):
+        raise UsageError(f"group {group.name} has {len(replicas)} replica(s); --order {order} needs "
+                         f"{places.count('replica')}")
+    return [master if place == "master" else replicas.pop(0) for place in places]
+
+
+def settled_master(plan: Plan, group) -> str | None:
+    """The group's master once it has settled: every sentinel names it, it is a master, and every
+    other node replicates from it with its link up; None before that."""
+    address = plan.inventory.host
+    admin = plan.inventory.acl.admin
+    named = set()
+    for name in plan.inventory.sentinels:
+        sentinel = redis.Redis(host=address(name).data_address, port=plan.inventory.redis.sentinel_port,
+                               username=admin.name, password=admin.password.value, socket_timeout=1,
+                               socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+        try:
+            reply = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", group.name)
+        except (redis.RedisError, OSError):
+            return None
+        finally:
+            sentinel.close()
+        named.add(reply[0].decode() if reply else None)
+    if len(named) != 1 or None in named:
+        return None
+    master = plan.host_by_data_address(named.pop())
+    if master is None:
+        return None
+    for name in group.members:
+        client = _client(plan, group, name)
+        try:
+            info = client.info("replication")
+        except (redis.RedisError, OSError):
+            return None
+        finally:
+            client.close()
+        if name == master.name and info.get("role") != "master":
+            return None
+        if name != master.name and (info.get("role") != "slave" or info.get("master_host") != master.data_address
+                                    or info.get("master_link_status") != "up"):
+            return None
+    return master.name
+
+
+def _wait_settled(plan: Plan, group, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        master = settled_master(plan, group)
+        if master:
+            return master
+        time.sleep(0.2)
+    raise ProvisionError(f"group {group.name} did not settle (one master all sentinels name, every node linked to "
+                         f"it) within {timeout:.0f}s after the cascade")
+
+
+def _cascade(plan: Plan, connections, group, old_master: str, order: str, spacing: float, say,
+             allow_reboot: bool, settle_timeout: float = 240) -> DrillReport:
+    """Reboot the group's hosts `spacing` seconds apart under the writer, then wait, touching
+    nothing, until the group has settled by itself."""
+    hosts = cascade_hosts(group, old_master, order)
+    for name in hosts:
+        _require_rebootable(plan, name, allow_reboot)
+    _load_function(plan, old_master, group)
+    run_id, log, stop = secrets.token_hex(4), WriterLog(), threading.Event()
+    with rolewatch.RoleWatch(plan, group) as watch:
+        writer = threading.Thread(target=_writer, args=(plan, group.name, run_id, stop, log), daemon=True)
+        writer.start()
+        try:
+            time.sleep(2)
+            if not log.acknowledged:
+                raise ProvisionError(f"the writer got no acknowledged write in 2s before the cascade: {log.errors}")
+            say(f"drill cascade: rebooting {', '.join(hosts)} ({order}) {spacing:g}s apart after "
+                f"{len(log.acknowledged)} acknowledged writes")
+            fault_at = time.monotonic()
+            last_ok_before = log.success_times[-1]
+
+            def reboot_at(delay: float, name: str) -> None:
+                time.sleep(max(0.0, fault_at + delay - time.monotonic()))
+                _reboot(plan, connections[name], name, allow_reboot)
+            faults = [threading.Thread(target=reboot_at, args=(index * spacing, name), daemon=True)
+                      for index, name in enumerate(hosts)]
+            for fault in faults:
+                fault.start()
+            for fault in faults:
+                fault.join()
+            master_fault_at = fault_at + hosts.index(old_master) * spacing
+            new_master = _wait_settled(plan, group, settle_timeout)
+            settled_at = time.monotonic()
+            say(f"settled: {new_master} is master, every node linked, "
+                f"{settled_at - master_fault_at:.2f}s after the master's reboot")
+            while (not log.success_times or log.success_times[-1] < settled_at) and \
+                    time.monotonic() < settled_at + 30:
+                time.sleep(0.1)
+            time.sleep(2)
+        finally:
+            stop.set()
+            writer.join(timeout=5)
+    recovered = bool(log.success_times) and log.success_times[-1] >= settled_at
+    kinds = _count_lost(plan, group, new_master, run_id, log)
+    failures = [f"{r.host} {r.check}: {r.detail}" for r in _verify_settled(plan)]
+    return DrillReport(f"cascade {order} {spacing:g}s", group.name, old_master, new_master,
+                       settled_at - master_fault_at,
+                       longest_gap(log.success_times, last_ok_before) if recovered else float("inf"),
+                       log.attempted, len(log.acknowledged), sum(count.lost for count in kinds.values()),
+                       settled_at - fault_at, tuple(failures), dict(log.errors), kinds,
+                       watch.two_master_seconds, watch.summary())
+
+
 def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | None = None, say=output.say,
-        allow_reboot: bool = False) -> DrillReport:
+        allow_reboot: bool = False, order: str = CASCADE_ORDERS[0], spacing: float = 1.0) -> DrillReport:
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     group = next((g for g in plan.inventory.groups if g.name == group_name), None) if group_name \
@@ -264,6 +385,8 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
     watch = None
     try:
         old_master = _agreed_master(plan, connections, group)
+        if mode == "cascade":
+            return _cascade(plan, connections, group, old_master, order, spacing, say, allow_reboot)
         if mode == "reboot":
             _require_rebootable(plan, old_master, allow_reboot)
         _load_function(plan, old_master, group)

@@ -184,6 +184,12 @@ def running_pid(remote: Remote, layout: Layout, port: int | None) -> int | None:
     return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else None
 
 
+def keeper_running(remote: Remote, layout: Layout, port: int) -> bool:
+    """The node's keeper holds its lock (flock -n fails while it does)."""
+    lock = shlex.quote(layout.keeper_lock(port))
+    return remote.run(f"[ -e {lock} ] && ! flock -n {lock} true").ok
+
+
 def file_modes(remote: Remote, paths) -> dict[str, tuple[str, str]]:
     """path → (octal mode, owner) for each path that exists; a symbolic link is reported as
     itself (stat does not follow it)."""

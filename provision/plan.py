@@ -68,6 +68,10 @@ class Layout:
     def start_log(self, port: int) -> str:
         return posixpath.join(self.boot_dir, f"start-redis-{port}.log")
 
+    def keeper_lock(self, port: int) -> str:
+        """Held by the node's keeper (start-redis --keep) for as long as it runs."""
+        return posixpath.join(self.boot_dir, f"keep-redis-{port}.lock")
+
     @property
     def acl_file(self) -> str:
         return posixpath.join(self.conf_dir, "users.acl")

@@ -30,6 +30,9 @@ def _render(template: str, **values) -> str:
 
 #: What one sentinel sends another (redis/src/sentinel.c: sentinelSendPing, sentinelSendHello,
 #: sentinelSetClientName, sentinelAskMasterStateToOtherSentinels); AUTH needs no permission.
+#: the replica-priority a node's keeper gives it once it has synced (Redis's default); until then,
+#: and while it is master, it is 0: Sentinel never promotes it (start-redis.sh.j2, the fence)
+PROMOTABLE_PRIORITY = 100
 SENTINEL_PEER_RULES = "+ping +publish +client|setname +sentinel|is-master-down-by-addr"
 
 
@@ -122,8 +125,11 @@ def acl_file(plan: Plan) -> str:
 def start_script(plan: Plan, host_plan: HostPlan) -> str:
     """The host's start guard (provision/templates/start-redis.sh.j2): no secret in it."""
     inventory = plan.inventory
+    others = {node.port: [inventory.host(name).data_address for name in node.group.members
+                          if name != host_plan.host.name] for node in host_plan.nodes}
     return _render("start-redis.sh.j2", host=host_plan.host, nodes=host_plan.nodes, layout=plan.layout,
-                   sentinel_port=inventory.redis.sentinel_port, boot_dir=plan.layout.boot_dir,
+                   sentinel_port=inventory.redis.sentinel_port, boot_dir=plan.layout.boot_dir, others=others,
+                   promotable_priority=PROMOTABLE_PRIORITY,
                    sentinel_addresses=[inventory.host(name).data_address for name in inventory.sentinels],
                    admin_user=inventory.acl.admin.name, auth_file=plan.layout.boot_auth_file)
 

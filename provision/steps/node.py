@@ -6,6 +6,7 @@ changes go live with CONFIG SET; a restart happens only for settings Redis canno
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from provision import confparse, directives, primitives, rediscli, render
@@ -179,6 +180,16 @@ def _revert_live(run: HostRun, node: NodePlan, reverted) -> list[tuple[str, ...]
     return refused
 
 
+def ensure_keeper(run: HostRun, node: NodePlan) -> None:
+    """A running node without its keeper (started by an older release of this tool, or its keeper
+    killed) gets one: without it the node stays fenced at replica-priority 0 and cannot be promoted."""
+    if host_facts.keeper_running(run.remote, run.layout, node.port):
+        return
+    run.record(f"start the keeper of redis-server :{node.port} (lifts its promotion fence once it has synced)")
+    if not run.options.check:
+        run.remote.check(run.step, f"{shlex.quote(run.layout.start_script)} {node.port} --keep")
+
+
 def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_changed: bool,
                    known_master: str | None = None) -> None:
     """Start if not running; apply changes live; restart only when a setting needs it; if the
@@ -198,6 +209,8 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
                 run.record(f"CONFIG SET {name} back to Redis's default (taken out of the inventory)")
         return
     restart_keys = list(outcome.restart_keys)
+    if pid is not None and not restart_keys:
+        ensure_keeper(run, node)
     if pid is not None:
         reload_reason = "users.acl changed" if acl_changed else \
             None if live_acl_matches(run, node) else "its live users differ from users.acl"
