@@ -163,6 +163,23 @@ def tune(run: HostRun, deploy: Deploy) -> None:
     system.tune(run)
 
 
+#: seconds a deploy waits for a Sentinel failover in flight to end before it asks who is master
+FAILOVER_IN_FLIGHT_SECONDS = 60
+
+
+def _wait_failovers(deploy: Deploy, remotes) -> None:
+    """A failover in flight decides who is master: the run waits for it to end (promoted, or
+    aborted) rather than configure against the master that is being replaced."""
+    deadline = time.monotonic() + FAILOVER_IN_FLIGHT_SECONDS
+    said = False
+    while (busy := topology.failovers_in_flight(deploy.plan, remotes)) and time.monotonic() < deadline:
+        if not said:
+            deploy.runner.say("waiting for the Sentinel failover in flight to end: " + "; ".join(
+                f"group {group} (sentinel {', '.join(names)})" for group, names in busy.items()))
+            said = True
+        time.sleep(0.5)
+
+
 def discover_topology(deploy: Deploy) -> None:
     """Once, on the controller, before any host is changed: what the inventory asks for that is
     refused (preflight.py), then the current master of every group."""
@@ -179,6 +196,7 @@ def discover_topology(deploy: Deploy) -> None:
         for run in deploy.runner.alive():
             deploy.runner.fail(run.name, HostError(run.name, "preflight", "compare the inventory with what runs", reason))
         return
+    _wait_failovers(deploy, remotes)
     try:
         found = topology.discover(deploy.plan, remotes)
     except topology.TopologyError as error:

@@ -1,11 +1,12 @@
 """Measure, never assume, that a group has at most one writable master.
 
-A watcher asks every node of a group for INFO replication every 100 ms while something happens
-(a drill, a deploy, a reboot) and records how long two or more nodes accepted writes at the same
-time. "Accepts writes" is what Redis itself decides: role master, not loading, and, when
-min-replicas-to-write is set, at least that many replicas with a fresh ack
-(min_slaves_good_slaves). A node that does not answer (stopped, cut off) is not counted: the
-watcher reports how many polls went unanswered so a reader can tell.
+A watcher asks every node of a group every 100 ms while something happens (a drill, a deploy, a
+reboot) and records how long two or more nodes accepted writes at the same time, measured two
+ways: what INFO replication says (role master, and, when min-replicas-to-write is set, at least
+that many replicas with a fresh ack, min_slaves_good_slaves), and a write probe (a SET of a
+short-lived key of the watcher's own, which Redis refuses on a replica, a loading node and a
+master short of good replicas). A node that does not answer (stopped, cut off) is not counted:
+the watcher reports how many polls went unanswered so a reader can tell.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from provision.inventory import Group
 from provision.plan import Plan
 
 POLL_SECONDS = 0.1
+PROBE_KEY = "redis-provision:rolewatch:probe"
+PROBE_TTL_MS = 2000
 
 
 def accepts_writes(info: dict, min_replicas_to_write: int) -> bool:
@@ -52,7 +55,8 @@ def overlap_seconds(samples: list[tuple[float, frozenset[str]]]) -> tuple[float,
 class RoleWatch:
     plan: Plan
     group: Group
-    samples: list[tuple[float, frozenset[str]]] = field(default_factory=list)
+    samples: list[tuple[float, frozenset[str]]] = field(default_factory=list)          # by INFO
+    probe_samples: list[tuple[float, frozenset[str]]] = field(default_factory=list)    # by a SET that succeeded
     unanswered: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -76,33 +80,47 @@ class RoleWatch:
         # No retries: redis-py's default Retry would hide a node that did not answer.
         while not self._stop.is_set():
             tick = time.monotonic()
-            writable = set()
+            writable, probed = set(), set()
             for name, client in clients.items():
                 try:
                     if accepts_writes(client.info("replication"), self.group.min_replicas_to_write):
                         writable.add(name)
                 except (redis.RedisError, OSError):
                     self.unanswered[name] = self.unanswered.get(name, 0) + 1
+                    continue
+                try:
+                    client.set(PROBE_KEY, name, px=PROBE_TTL_MS)
+                    probed.add(name)
+                except (redis.RedisError, OSError):
+                    pass      # READONLY, NOREPLICAS, LOADING, or no answer: not writable
             self.samples.append((tick, frozenset(writable)))
+            self.probe_samples.append((tick, frozenset(probed)))
             self._stop.wait(max(0.0, POLL_SECONDS - (time.monotonic() - tick)))
         for client in clients.values():
             client.close()
 
+    def _overlap(self) -> tuple[float, float]:
+        """The worse of the two measures: INFO's and the write probe's."""
+        by_info, by_probe = overlap_seconds(self.samples), overlap_seconds(self.probe_samples)
+        return max(by_info[0], by_probe[0]), max(by_info[1], by_probe[1])
+
     @property
     def two_master_seconds(self) -> float:
-        return overlap_seconds(self.samples)[0]
+        return self._overlap()[0]
 
     @property
     def longest_two_master_seconds(self) -> float:
-        return overlap_seconds(self.samples)[1]
+        return self._overlap()[1]
 
     def writable_nodes_seen(self, since: float = 0.0) -> set[str]:
-        """Nodes that accepted writes at some poll at or after `since` (time.monotonic)."""
-        return set().union(*(nodes for tick, nodes in self.samples if tick >= since))
+        """Nodes that accepted writes (by INFO or by the probe) at some poll at or after `since`."""
+        return set().union(*(nodes for tick, nodes in self.samples + self.probe_samples if tick >= since))
 
     def summary(self) -> str:
-        total, longest = overlap_seconds(self.samples)
+        total, longest = self._overlap()
         silent = ", ".join(f"{name} {count}" for name, count in sorted(self.unanswered.items())) or "none"
+        probed = ", ".join(sorted(set().union(*(nodes for _, nodes in self.probe_samples)))) or "none"
         return (f"{len(self.samples)} polls every {POLL_SECONDS * 1000:.0f} ms; two writable masters for "
-                f"{total:.2f}s (longest {longest:.2f}s); writable at some point: "
-                f"{', '.join(sorted(self.writable_nodes_seen())) or 'none'}; unanswered polls: {silent}")
+                f"{total:.2f}s (longest {longest:.2f}s; INFO and write probe); writable at some point: "
+                f"{', '.join(sorted(self.writable_nodes_seen())) or 'none'} (took the probe's SET: {probed}); "
+                f"unanswered polls: {silent}")

@@ -129,5 +129,30 @@ def current_master(plan: Plan, remotes: dict[str, Remote], group: Group) -> Grou
     return GroupMaster(group.name, plan.inventory.host(group.master), "inventory")
 
 
+def master_flags(plan: Plan, remotes: dict[str, Remote], group: Group) -> dict[str, str]:
+    """sentinel host → the flags its SENTINEL MASTER reports for the group ("master",
+    "master,s_down,o_down,failover_in_progress", ...), for the sentinels that answer."""
+    flags = {}
+    for host in plan.sentinel_hosts:
+        remote = remotes.get(host.name)
+        if remote is None:
+            continue
+        result = rediscli.sentinel_call(remote, plan, host, ["SENTINEL", "MASTER", group.name], timeout=5)
+        lines = [line.strip() for line in result.stdout.splitlines()] if result.ok else []
+        if "flags" in lines[:-1]:
+            flags[host.name] = lines[lines.index("flags") + 1]
+    return flags
+
+
+def failovers_in_flight(plan: Plan, remotes: dict[str, Remote]) -> dict[str, list[str]]:
+    """group → the sentinels that are failing it over right now (empty when none is)."""
+    found = {}
+    for group in plan.inventory.groups:
+        busy = [name for name, flags in master_flags(plan, remotes, group).items() if "failover_in_progress" in flags]
+        if busy:
+            found[group.name] = busy
+    return found
+
+
 def discover(plan: Plan, remotes: dict[str, Remote]) -> dict[str, GroupMaster]:
     return {group.name: current_master(plan, remotes, group) for group in plan.inventory.groups}

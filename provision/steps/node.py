@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from provision import confparse, directives, primitives, rediscli, render
+from provision import confparse, directives, primitives, rediscli, render, topology
 from provision import facts as host_facts
 from provision import state as host_state
 from provision.errors import HostError
@@ -255,6 +255,19 @@ def wait_master_ready(run: HostRun, node: NodePlan) -> None:
     services.wait_until(run, f"redis-server :{node.port} to serve as master", probe, 30)
 
 
+def _sentinels_name(run: HostRun, node: NodePlan) -> bool:
+    """A majority of the group's sentinels names this node master (asked from this host)."""
+    plan = run.plan
+    answers = []
+    for host in plan.sentinel_hosts:
+        result = rediscli.sentinel_call(run.remote, plan, host, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                                                                 node.group.name], timeout=3)
+        address = topology.parse_master_address(result.stdout) if result.ok else None
+        answers.append(address[0] if address else None)
+    said = topology.agreement(answers, len(plan.inventory.sentinels))
+    return said.has_majority and said.address == node.host.data_address
+
+
 def wait_replica_linked(run: HostRun, node: NodePlan) -> None:
     if run.options.check:
         return
@@ -264,8 +277,10 @@ def wait_replica_linked(run: HostRun, node: NodePlan) -> None:
                                user=run.plan.inventory.acl.admin, timeout=5)
         info = rediscli.parse_info(result.stdout)
         if info.get("role") == "master":
-            raise HostError(run.name, run.step, f"wait for redis-server :{node.port} master_link_status:up",
-                            "it is a master now: a Sentinel failover promoted it during this run; "
-                            "re-run deploy to converge on the new topology")
+            if _sentinels_name(run, node):
+                run.record(f"redis-server :{node.port}: a Sentinel failover promoted it during this run; "
+                           "it serves as the group's master")
+                return True, info
+            return False, {k: info.get(k) for k in ("role", "master_host", "master_link_status")}
         return info.get("master_link_status") == "up", {k: info.get(k) for k in ("role", "master_host", "master_link_status")}
     services.wait_until(run, f"redis-server :{node.port} master_link_status:up", probe, 60)
