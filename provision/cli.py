@@ -188,6 +188,18 @@ def failover(inventory_path: str, group: str | None = None, say=output.say):
     return result
 
 
+def promote(inventory_path: str, group: str | None = None, host: str | None = None, allow_stale: bool = False,
+            check: bool = False, say=output.say):
+    from provision import promote as promotion
+    plan = load_plan(inventory_path)
+    with controller_network(plan):
+        result = promotion.run(plan, group, host, allow_stale, check, say)
+    if result is not None:
+        say(f"group {result.group}: {result.new_master} promoted in place of {result.old_master}; all sentinels "
+            f"agreed after {result.seconds_to_switch:.2f}s")
+    return result
+
+
 def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: str | None = None, say=output.say,
           allow_reboot: bool = False, order: str = "replica,master,replica", spacing: float = 1.0):
     from provision import drill as failure_drill

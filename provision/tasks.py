@@ -29,6 +29,13 @@ class _Task(Task):
 
     EXTRA_SHORT_FLAGS = {"check": "C", "diff": "D"}
 
+    def __call__(self, c, *args, **kwargs):
+        # `invoke` in a clone runs Invoke's own Program: its -R/--dry reaches a task only as this.
+        if c.config.run.dry:
+            raise Exit("error: -R/--dry: Invoke's option, which this tool does not honour; not running "
+                       "(for a dry run: deploy --check --diff)", EXIT_BAD_INPUT)
+        return super().__call__(c, *args, **kwargs)
+
     def arg_opts(self, name, default, taken_names):
         opts = super().arg_opts(name, default, taken_names)
         extra = self.EXTRA_SHORT_FLAGS.get(name)
@@ -148,6 +155,17 @@ def failover(c, inventory=DEFAULT_INVENTORY, group=None, verbose=0, log_file=Non
     _run(lambda: bool(cli.failover(inventory, group)), verbose, log_file)
 
 
+@_task({"group": "replication group (default: the only one)",
+        "host": "the node to promote (default: the freshest reachable one, by its last AOF append)",
+        "allow_stale": "promote --host even when another reachable node is fresher",
+        "check": "show the candidates and the choice; change nothing"})
+def promote(c, inventory=DEFAULT_INVENTORY, group=None, host=None, allow_stale=False, check=False, verbose=0,
+            log_file=None):
+    """The named master's host is gone for good and every other node is fenced: promote the
+    freshest reachable node through Sentinel (refuses a stale one unless --allow-stale)."""
+    _run(lambda: cli.promote(inventory, group, host, allow_stale, check) is not None or check, verbose, log_file)
+
+
 @_task({"mode": "kill, stop, partition, restart (kill -9 and start at once), reboot (the host) or cascade "
                 "(every host of the group rebooted in turn)",
         "allow_reboot": "let --mode reboot/cascade reboot hosts that are not lab hosts",
@@ -168,7 +186,15 @@ def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds="10", group=None,
 
 def collection() -> Collection:
     """The tasks every install has (a clone adds `lab`)."""
-    return Collection(deploy, upgrade, rollback, verify, status, failover, drill)
+    return Collection(deploy, upgrade, rollback, verify, status, failover, promote, drill)
+
+
+#: Invoke's core flags that would look like the tool's own but do nothing to it, or worse:
+#: -R/--dry promises "echo commands instead of running" while the run changes hosts for real.
+#: Using one is refused as bad input (exit 2) before anything runs, never a real deploy.
+INERT_CORE_FLAGS = {"dry": "-R/--dry", "echo": "-e/--echo", "warn-only": "-w/--warn-only",
+                    "command-timeout": "-T/--command-timeout", "pty": "-p/--pty", "hide": "--hide",
+                    "prompt-for-sudo-password": "--prompt-for-sudo-password", "list-depth": "-D/--list-depth"}
 
 
 class _Program(Program):
@@ -179,6 +205,11 @@ class _Program(Program):
             super().parse_core(argv)
         except ParseError as error:
             raise Exit(str(error), EXIT_BAD_INPUT)
+        used = [flag for name, flag in INERT_CORE_FLAGS.items() if self.args[name].value]
+        if used:
+            hint = " (for a dry run: deploy --check --diff)" if self.args["dry"].value else ""
+            raise Exit(f"error: {', '.join(used)}: Invoke's option, which this tool does not honour; "
+                       f"not running{hint}", EXIT_BAD_INPUT)
 
     def parse_tasks(self):
         try:

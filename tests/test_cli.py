@@ -83,3 +83,19 @@ def test_json_output_reports_an_inventory_error_as_json_on_stdout(tmp_path):
         parsed = json.loads(result.stdout)
         assert result.returncode == 2 and parsed["ok"] is False
         assert any("groups.mymaster.quorum" in problem for problem in parsed["problems"])
+
+
+def test_dry_run_flag_is_refused_before_anything_runs(tmp_path):
+    """Invoke's -R/--dry means "echo commands instead of running them"; the tool would run a real
+    deploy. It is refused, in a clone's `invoke` and in the console script alike."""
+    path = tmp_path / "inv.yml"
+    path.write_text(yaml.safe_dump(base(), sort_keys=False))
+    for command in (["-R", "deploy", "--inventory", str(path)], ["--dry", "verify", "--inventory", str(path)]):
+        result = invoke(*command, env=ENVIRONMENT)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "-R/--dry" in result.stderr and "deploy --check --diff" in result.stderr
+    script = subprocess.run([sys.executable, "-c", "import sys; from provision.tasks import program; "
+                             "sys.argv = ['redis-provision', '-R', 'deploy', '-i', sys.argv[1]]; program.run()",
+                             str(path)], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **ENVIRONMENT},
+                            timeout=60)
+    assert script.returncode == 2 and "-R/--dry" in script.stderr + script.stdout
