@@ -123,6 +123,10 @@ def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, m
                    f"{info.get('role')} of {pointed} (want replica of {master.data_address}, {master.name})")
         checks.add(f"redis :{port} link", info.get("master_link_status") == "up",
                    f"master_link_status:{info.get('master_link_status')}")
+    if group.replicas:
+        priority = _admin_call(plan, connection, host, port, ["CONFIG", "GET", "replica-priority"]).stdout.split()
+        ok, detail = fence_as_wanted(info, priority[1] if len(priority) > 1 else None)
+        checks.add(f"redis :{port} promotion fence", ok, detail)
     acl = _admin_call(plan, connection, host, port, ["ACL", "LIST"]).stdout.splitlines()
     for user in plan.inventory.acl.all_users:
         line = next((entry for entry in acl if entry.startswith(f"user {user.name} ")), None)
@@ -150,6 +154,18 @@ def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, m
     config_file = connection.run(primitives.refuse_unless_plain_file(quoted) + f"cat {quoted}")
     agrees, detail = replicaof_agrees(config_file.stdout if config_file.ok else None, info)
     checks.add(f"redis :{port} replicaof in file", agrees, detail)
+
+
+def fence_as_wanted(info: dict[str, str], priority: str | None) -> tuple[bool, str]:
+    """The keeper's work (start-redis.sh.j2): a linked replica can be promoted, a master is fenced
+    (priority 0) so that it is not promoted before it has resynced once demoted."""
+    if info.get("role") == "master":
+        return priority == "0", f"master, replica-priority {priority}" + ("" if priority == "0" else ", want 0 (is its keeper running?)")
+    if info.get("master_link_status") == "up":
+        wanted = str(render.PROMOTABLE_PRIORITY)
+        return priority == wanted, f"linked replica, replica-priority {priority}" + \
+            ("" if priority == wanted else f", want {wanted}: Sentinel cannot promote it (is its keeper running?)")
+    return True, f"replica not linked, replica-priority {priority} (fenced until it has synced)"
 
 
 def replicaof_agrees(file_text: str | None, info: dict[str, str]) -> tuple[bool, str]:

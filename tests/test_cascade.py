@@ -76,3 +76,13 @@ def test_systemd_unit_starts_the_keeper_after_the_server(lab_like_plan):
 def test_the_fence_is_the_tools_own_setting():
     assert {"replica-priority", "slave-priority"} <= directives.reserved_settings()
     assert directives.redis_runtime_owned(("replica-priority",))
+
+
+def test_verify_wants_linked_replicas_promotable_and_masters_fenced():
+    from provision.verify import fence_as_wanted
+    assert fence_as_wanted({"role": "master"}, "0")[0]
+    assert not fence_as_wanted({"role": "master"}, "100")[0]
+    assert fence_as_wanted({"role": "slave", "master_link_status": "up"}, "100")[0]
+    ok, detail = fence_as_wanted({"role": "slave", "master_link_status": "up"}, "0")
+    assert not ok and "keeper" in detail
+    assert fence_as_wanted({"role": "slave", "master_link_status": "down"}, "0")[0]

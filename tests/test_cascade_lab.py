@@ -158,3 +158,43 @@ def test_seeded_random_schedule_of_single_faults_for_two_minutes_loses_nothing(s
     assert_nothing_lost(drill.count_lost(settled, group, run_id, log))
     assert master
     wait_for(lambda: not verify_failures(lab), 60, "verify to pass", interval=1)
+
+
+def test_master_that_never_returns_leaves_the_group_waiting_until_promote_picks_the_freshest(
+        settled, lab, lab_paths, lab_inventory, artifact_dir):
+    """kill -9 of replica, master, replica 1 s apart; only the replicas come back (fenced: the
+    Sentinels cannot promote either). promote picks the replica killed last, which has every
+    acknowledged write, and refuses the staler one unless told."""
+    from provision import cli
+    group = settled.inventory.groups[0]
+    master = drill.settled_master(settled, group)
+    first, _, last = drill.cascade_hosts(group, master, "replica,master,replica")
+    with drill.writing(settled, group) as (run_id, log):
+        time.sleep(2)
+        for host in (first, master, last):
+            kill_redis(lab_inventory, host)
+            time.sleep(1)
+    for host in (first, last):
+        start_in_background(lab_inventory, host)
+    wait_for(lambda: all(client_info(lab_inventory, host).get("slave_priority") == "0" for host in (first, last)),
+             30, "both replicas back, fenced")
+    time.sleep(8)                   # the Sentinels try, and find nothing they may promote
+    assert _new_master_named(settled, group, master) is False
+    lines: list[str] = []
+    with pytest.raises(Exception, match=f"{first} is not the freshest reachable node: {last}"):
+        cli.promote(str(lab), host=first, say=lines.append)
+    result = cli.promote(str(lab), say=lines.append)
+    print(*lines, sep="\n")
+    assert result.new_master == last
+    report, output = deploy(lab, artifact_dir)       # the old master's host is back: it rejoins
+    assert report.ok, output
+    wait_for(lambda: drill.settled_master(settled, group) == last, 90, "the group to settle on the promoted node", 0.5)
+    assert_nothing_lost(drill.count_lost(settled, group, run_id, log))
+
+
+def client_info(lab_inventory, host: str) -> dict:
+    from tests.labtools import client
+    try:
+        return client(lab_inventory, host).info("replication")
+    except Exception:
+        return {}
