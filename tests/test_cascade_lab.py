@@ -176,7 +176,7 @@ def test_master_that_never_returns_leaves_the_group_waiting_until_promote_picks_
             time.sleep(1)
     for host in (first, last):
         start_in_background(lab_inventory, host)
-    wait_for(lambda: all(client_info(lab_inventory, host).get("slave_priority") == "0" for host in (first, last)),
+    wait_for(lambda: all(str(client_info(lab_inventory, host).get("slave_priority")) == "0" for host in (first, last)),
              30, "both replicas back, fenced")
     time.sleep(8)                   # the Sentinels try, and find nothing they may promote
     assert _new_master_named(settled, group, master) is False
