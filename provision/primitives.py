@@ -7,6 +7,23 @@ import shlex
 
 from provision.errors import HostError
 from provision.hostrun import HostRun
+from provision.plan import Layout
+from provision.remote import as_user_command
+
+#: the user Redis runs as, who owns (and can write) the places redis_place names
+REDIS_USER = "redis"
+
+
+def redis_place(layout: Layout, path: str) -> bool:
+    """The path lies in a directory the redis user can write (conf, data, logs, run): it could
+    swap anything there for a link between a check and a use, so root reads and writes there only
+    as the redis user, who then gets no more than it could do itself."""
+    return any(path.startswith(directory + "/") for directory in
+               (layout.conf_dir, layout.data_dir, layout.log_dir, layout.run_dir))
+
+
+def _as(run: HostRun, path: str, command: str) -> str:
+    return as_user_command(REDIS_USER if redis_place(run.layout, path) else None, command)
 
 
 def refuse_unless_plain_file(quoted: str) -> str:
@@ -20,7 +37,8 @@ def refuse_unless_plain_file(quoted: str) -> str:
 def read_file(run: HostRun, path: str) -> str | None:
     """The file's text, or None when it does not exist."""
     quoted = shlex.quote(path)
-    result = run.remote.run(refuse_unless_plain_file(quoted) + f"if test -e {quoted}; then cat {quoted}; else exit 3; fi")
+    result = run.remote.run(_as(run, path, refuse_unless_plain_file(quoted) +
+                                f"if test -e {quoted}; then cat {quoted}; else exit 3; fi"))
     if result.exit_code == 3:
         return None
     if not result.ok:
@@ -31,8 +49,8 @@ def read_file(run: HostRun, path: str) -> str | None:
 def file_state(run: HostRun, path: str) -> tuple[str, str] | None:
     """(sha256, 'mode owner group') of a file, or None when absent."""
     quoted = shlex.quote(path)
-    result = run.remote.run(refuse_unless_plain_file(quoted) +
-                            f"test -f {quoted} || exit 3; sha256sum {quoted} && stat -c '%a %U %G' {quoted}")
+    result = run.remote.run(_as(run, path, refuse_unless_plain_file(quoted) +
+                                f"test -f {quoted} || exit 3; sha256sum {quoted} && stat -c '%a %U %G' {quoted}"))
     if result.exit_code == 3:
         return None
     if not result.ok:
@@ -53,26 +71,30 @@ def ensure_file(run: HostRun, path: str, content: str, mode: int, owner: str = "
             return False
         run.record(f"set {path} to mode {mode:o} owner {owner}:{group} (was {state[1]})")
         if not run.options.check:
-            quoted = shlex.quote(path)
-            run.remote.check(run.step, refuse_unless_plain_file(quoted) +
-                             f"chown -h {shlex.quote(owner)}:{shlex.quote(group)} {quoted} && chmod {mode:o} {quoted}")
+            # Written again rather than chmod by path, which follows a link swapped in meanwhile.
+            install_file(run, path, content, mode, owner, group)
         return True
     before = read_file(run, path) if state is not None and run.options.diff else None
     action = f"write {path}" if state is not None else f"create {path}"
     run.record(action, before=before if state is not None else None, after=content if run.options.diff else None,
                path=path)
     if not run.options.check:
-        run.remote.write_file(run.step, path, content.encode(), mode, owner, group, staging_dir=_staging_dir(run, path))
+        install_file(run, path, content, mode, owner, group)
     return True
 
 
-def _staging_dir(run: HostRun, path: str) -> str | None:
-    """Files under the install dir are staged in its root-only boot dir, out of the reach of the
-    redis user who can write conf/ and data/."""
-    boot = run.layout.boot_dir
-    if path.startswith(run.layout.install_dir + "/") and not path.startswith(boot + "/"):
-        return boot
-    return None
+def install_file(run: HostRun, path: str, content: str, mode: int, owner: str = "root", group: str | None = None) -> None:
+    """Write a file atomically and unconditionally: in a redis place as the redis user (the file
+    is the redis user's, and root never writes where that user could plant a link); anywhere else
+    as root."""
+    group = group or owner
+    if redis_place(run.layout, path):
+        if owner != REDIS_USER or group != REDIS_USER:
+            raise HostError(run.name, run.step, f"write {path}", f"a file in a redis-owned directory must be the "
+                                                                 f"redis user's, not {owner}:{group}")
+        run.remote.write_file(run.step, path, content.encode(), mode, owner, group, as_user=REDIS_USER)
+    else:
+        run.remote.write_file(run.step, path, content.encode(), mode, owner, group)
 
 
 def ensure_dirs(run: HostRun, wanted: list[tuple[str, int, str]]) -> bool:

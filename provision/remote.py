@@ -138,12 +138,14 @@ class Remote:
         return result
 
     def write_file(self, step: str, path: str, content: bytes, mode: int, owner: str = "root",
-                   group: str | None = None, staging_dir: str | None = None) -> None:
+                   group: str | None = None, staging_dir: str | None = None, as_user: str | None = None) -> None:
         """Write a file atomically (_install_command), so no reader ever sees half a file and a
         secret is never world-readable, not even for a moment. `staging_dir` (a root-only
         directory on the same filesystem) keeps the temporary file out of a directory another
-        user can write to."""
-        prepare = _install_command("cat", staging_dir or posixpath.dirname(path), path, mode, owner, group or owner)
+        user can write to. `as_user` does the whole write as that user (in a directory it owns,
+        where it could plant a link under the temporary file's name): root never acts there."""
+        prepare = as_user_command(as_user, _install_command("cat", staging_dir or posixpath.dirname(path), path,
+                                                            mode, owner, group or owner))
         if len(content) < 256 * 1024:
             try:
                 text = content.decode()
@@ -154,10 +156,10 @@ class Remote:
                 if not result.ok:
                     raise HostError(self.name, step, f"write {path}", result.stderr, result.exit_code)
                 return
-        self.upload(step, io.BytesIO(content), path, mode, owner, group, staging_dir)
+        self.upload(step, io.BytesIO(content), path, mode, owner, group, staging_dir, as_user)
 
     def upload(self, step: str, local, path: str, mode: int, owner: str = "root", group: str | None = None,
-               staging_dir: str | None = None) -> None:
+               staging_dir: str | None = None, as_user: str | None = None) -> None:
         """Upload a local file (path or file object) atomically, over SFTP."""
         group = group or owner
         # SFTP creates files with the server's default mode, so the upload goes into a
@@ -174,8 +176,8 @@ class Remote:
             self.run(f"rm -rf {q(upload_dir)}")
             raise HostError(self.name, step, f"sftp put {path}", str(error)) from None
         try:
-            self.check(step, _install_command(f"cat {q(staging)}", staging_dir or posixpath.dirname(path), path, mode,
-                                              owner, group))
+            install = _install_command("cat", staging_dir or posixpath.dirname(path), path, mode, owner, group)
+            self.check(step, f"cat {q(staging)} | {as_user_command(as_user, install)}")
         finally:
             self.run(f"rm -rf {q(upload_dir)}")
 
@@ -311,6 +313,13 @@ class _ShellSession:
             self.channel.close()
         except Exception:
             pass
+
+
+def as_user_command(user: str | None, command: str) -> str:
+    """The command run as `user` (root's runuser, stdin passed on), or as it is for None."""
+    if user is None:
+        return command
+    return f"runuser -u {shlex.quote(user)} -- sh -c {shlex.quote(command)}"
 
 
 def _install_command(fill: str, directory: str, path: str, mode: int, owner: str, group: str) -> str:

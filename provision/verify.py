@@ -151,7 +151,8 @@ def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, m
     closed = "off" in words and "nopass" not in words and not any(w.startswith(("#", ">")) for w in words)
     checks.add("acl default user off", closed, default or "absent")
     quoted = shlex.quote(plan.layout.redis_conf(port))
-    config_file = connection.run(primitives.refuse_unless_plain_file(quoted) + f"cat {quoted}")
+    config_file = connection.run(remote.as_user_command(primitives.REDIS_USER,
+                                                 primitives.refuse_unless_plain_file(quoted) + f"cat {quoted}"))
     agrees, detail = replicaof_agrees(config_file.stdout if config_file.ok else None, info)
     checks.add(f"redis :{port} replicaof in file", agrees, detail)
 

@@ -198,3 +198,40 @@ def client_info(lab_inventory, host: str) -> dict:
         return client(lab_inventory, host).info("replication")
     except Exception:
         return {}
+
+
+@pytest.mark.parametrize("fault", ["pause", "cut"])
+def test_master_away_past_down_after_then_the_new_master_killed_while_it_catches_up_loses_nothing(
+        settled, lab, lab_paths, lab_inventory, artifact_dir, fault):
+    """The old master is SIGSTOPped (or cut off) for 5 s, longer than down-after, so the Sentinels
+    promote a replica; 1 s after it resumes, while it is being turned into a replica and resyncs,
+    the new master is killed. The old master must not be promoted with its stale data (it is
+    fenced while master and until it has resynced); deploy then starts the killed node."""
+    group = settled.inventory.groups[0]
+    old = drill.settled_master(settled, group)
+    with drill.writing(settled, group) as (run_id, log), rolewatch.RoleWatch(settled, group) as watch:
+        time.sleep(1)
+        if fault == "pause":
+            lab_hosts.signal_process(lab_paths, old, "redis-server", "STOP")
+        else:
+            lab_hosts.cut_network(lab_paths, old)
+        wait_for(lambda: _new_master_named(settled, group, old), 30, "the sentinels to promote a replica", 0.1)
+        time.sleep(max(0.0, 5 - 2.5))
+        if fault == "pause":
+            lab_hosts.signal_process(lab_paths, old, "redis-server", "CONT")
+        else:
+            lab_hosts.restore_network(lab_paths, old)
+        time.sleep(1)
+        from tests.labtools import master_per_sentinel
+        new_address = next(iter(set(master_per_sentinel(settled.inventory, group.name).values())))
+        new = next(h.name for h in settled.inventory.hosts if h.data_address == new_address)
+        kill_redis(lab_inventory, new)
+        wait_for(lambda: _new_master_named(settled, group, new), 60, "a third master", 0.2)
+        report, output = deploy(lab, artifact_dir)
+        final = wait_for(lambda: drill.settled_master(settled, group), 90, "the group to settle", 0.5)
+        time.sleep(2)
+    print(output, f"{old} -> {new} -> {final}", watch.summary(), sep="\n")
+    assert report.ok, output
+    assert watch.two_master_seconds == 0, watch.summary()
+    assert_nothing_lost(drill.count_lost(settled, group, run_id, log))
+    assert verify_failures(lab) == []

@@ -3,9 +3,15 @@ on a real file system (a symlink planted where the redis user could plant one), 
 values that would inject into a config file, a template or a shell are refused."""
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import shlex
+import shutil
 import stat
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -27,20 +33,45 @@ class LocalRemote(Remote):
         return CommandResult(command, done.returncode, done.stdout, done.stderr)
 
 
-@pytest.fixture
-def local_run(tmp_path):
-    install = tmp_path / "app"
+def _local_run(root):
+    install = root / "app"
     for sub in ("conf", "data", "boot"):
         (install / sub).mkdir(parents=True)
     document = base()
     document["redis"]["install_dir"] = str(install)
-    plan = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    plan = planner.build(inventory.load(write(root, document), ENVIRONMENT))
     host_plan = plan.host_plan("a")
     return HostRun(LocalRemote(host_plan.host), plan, host_plan, RunOptions(), lambda _: None)
 
 
+@pytest.fixture
+def local_run(tmp_path):
+    return _local_run(tmp_path)
+
+
+@pytest.fixture
+def nobody_root():
+    """A folder every user can traverse (pytest's own are root's alone), removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="rp-security-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def nobody_run(nobody_root, monkeypatch):
+    """This machine has no redis user: `nobody` plays it, owning the redis places (conf, data)."""
+    monkeypatch.setattr(primitives, "REDIS_USER", "nobody")
+    run = _local_run(nobody_root)
+    (nobody_root / "app").chmod(0o755)
+    for sub in ("conf", "data"):
+        os.chown(nobody_root / "app" / sub, pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+    return run
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to root needs root")
-def test_root_never_follows_a_symlink_planted_in_a_redis_owned_directory(local_run, tmp_path):
+def test_root_never_follows_a_symlink_planted_in_a_redis_owned_directory(nobody_run, nobody_root):
+    local_run, tmp_path = nobody_run, nobody_root
     install = tmp_path / "app"
     protected_dir = tmp_path / "root-dir"
     protected_dir.mkdir(mode=0o755)
@@ -56,7 +87,7 @@ def test_root_never_follows_a_symlink_planted_in_a_redis_owned_directory(local_r
     with pytest.raises(HostError, match="symbolic link"):
         primitives.read_file(local_run, str(conf))
     with pytest.raises(HostError, match="symbolic link"):
-        primitives.ensure_file(local_run, str(conf), "port 6379\n", 0o640, "root", "root")
+        primitives.ensure_file(local_run, str(conf), "port 6379\n", 0o640, "nobody", "nobody")
     assert stat.S_IMODE(protected_dir.stat().st_mode) == 0o755
     assert stat.S_IMODE(shadow.stat().st_mode) == 0o600 and shadow.read_text() == "root:$6$secret\n"
 
@@ -130,3 +161,47 @@ def test_an_upload_lands_in_a_private_directory_before_it_has_any_content(tmp_pa
     assert mkdir[2] == 0o700 and events.index(mkdir) < events.index(put)
     assert put[1].startswith(mkdir[1] + "/")
     assert events[-1] == ("run", f"rm -rf {mkdir[1]}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
+def test_a_write_into_a_redis_place_is_the_redis_users_even_when_it_wins_the_race_on_the_temporary_name(
+        nobody_run, nobody_root, monkeypatch):
+    """The finding: root restoring a config wrote its temporary file in conf/, and the redis user,
+    swapping that name for a link between mktemp and the write, had root write its text into
+    another file. Here a mktemp stand-in plants that link every time (the race always won): the
+    write is the redis user's, so it cannot reach the root-only victim."""
+    local_run, tmp_path = nobody_run, nobody_root
+    victim = tmp_path / "victim"
+    victim.write_text("root's own\n")
+    victim.chmod(0o600)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir(mode=0o755)
+    (fake_bin / "mktemp").write_text(f"#!/bin/sh\nname=\"$(dirname \"$1\")/.raced\"\nln -sf {victim} \"$name\"\n"
+                                     "echo \"$name\"\n")
+    (fake_bin / "mktemp").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    conf = tmp_path / "app" / "conf" / "redis-6379.conf"
+    with pytest.raises(HostError):
+        primitives.install_file(local_run, str(conf), "masterauth hunter2\n", 0o640, "nobody", "nobody")
+    assert victim.read_text() == "root's own\n"
+    assert victim.stat().st_uid == 0 and stat.S_IMODE(victim.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
+def test_a_failed_start_reads_the_log_tail_as_the_redis_user(nobody_run, nobody_root, monkeypatch):
+    """The finding: root ran tail on the redis-owned log path and followed a link to a root-only
+    key, which then went into the error message and every log."""
+    local_run, tmp_path = nobody_run, nobody_root
+    from provision.steps import services
+    key = tmp_path / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    logs = tmp_path / "app" / "logs"
+    logs.mkdir(mode=0o755)
+    (logs / "redis-6379.log").symlink_to(key)
+    assert "PRIVATE KEY" not in services.log_tail(local_run, 6379)
+
+
+def test_nothing_in_a_redis_place_is_written_for_another_owner(local_run, tmp_path):
+    with pytest.raises(HostError, match="must be the redis user's"):
+        primitives.install_file(local_run, str(tmp_path / "app" / "conf" / "x.conf"), "x\n", 0o640, "root", "root")

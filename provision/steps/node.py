@@ -236,7 +236,7 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
         return
     if outcome.previous_text is not None:
         path = run.layout.redis_conf(node.port)
-        run.remote.write_file(run.step, path, outcome.previous_text.encode(), 0o640, "redis", "redis")
+        primitives.install_file(run, path, outcome.previous_text, 0o640, "redis", "redis")
         again = services.start(run, node.port, address, master=known_master)
         state = "it runs with the previous config" if again is None else f"and it failed with it too: {again}"
         raise HostError(run.name, run.step, services.start_command(run, node.port),
