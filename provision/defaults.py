@@ -37,6 +37,9 @@ ADMIN_USER = "admin"
 REPLICATION_USER = "replicator"
 SENTINEL_USER = "sentinel"
 
+# the user Redis and Sentinel run as, owner of conf/, data/, logs/ and run/ under install_dir
+REDIS_USER = "redis"
+
 # system
 SYSCTL = (("net.core.somaxconn", 1024), ("vm.overcommit_memory", 1), ("net.ipv4.tcp_max_syn_backlog", 1024))
 TRANSPARENT_HUGEPAGE = "never"

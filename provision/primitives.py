@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import shlex
 
+from provision import defaults
 from provision.errors import HostError
 from provision.hostrun import HostRun
 from provision.plan import Layout
 from provision.remote import as_user_command
 
-#: the user Redis runs as, who owns (and can write) the places redis_place names
-REDIS_USER = "redis"
+REDIS_USER = defaults.REDIS_USER
 
 
 def redis_place(layout: Layout, path: str) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import jinja2
 
-from provision import confparse, directives
+from provision import confparse, defaults, directives
 from provision.confparse import Directive
 from provision.inventory import Group, Host, password_hash
 from provision.plan import HostPlan, NodePlan, Plan, node_redis
@@ -122,14 +122,14 @@ def acl_file(plan: Plan) -> str:
     return _render("users.acl.j2", users=entries)
 
 
-def start_script(plan: Plan, host_plan: HostPlan) -> str:
+def start_script(plan: Plan, host_plan: HostPlan, redis_user: str = defaults.REDIS_USER) -> str:
     """The host's start guard (provision/templates/start-redis.sh.j2): no secret in it."""
     inventory = plan.inventory
     others = {node.port: [inventory.host(name).data_address for name in node.group.members
                           if name != host_plan.host.name] for node in host_plan.nodes}
     return _render("start-redis.sh.j2", host=host_plan.host, nodes=host_plan.nodes, layout=plan.layout,
                    sentinel_port=inventory.redis.sentinel_port, boot_dir=plan.layout.boot_dir, others=others,
-                   promotable_priority=PROMOTABLE_PRIORITY,
+                   promotable_priority=PROMOTABLE_PRIORITY, redis_user=redis_user,
                    sentinel_addresses=[inventory.host(name).data_address for name in inventory.sentinels],
                    admin_user=inventory.acl.admin.name, auth_file=plan.layout.boot_auth_file)
 
