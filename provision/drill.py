@@ -35,7 +35,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from provision import facts, failover, output, remote, rolewatch, status, verify
+from provision import facts, failover, hostlock, output, remote, rolewatch, status, verify
 from provision.errors import ProvisionError, UsageError
 from provision.plan import Plan
 from provision.steps import services
@@ -379,8 +379,9 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
         else plan.inventory.groups[0]
     if group is None:
         raise UsageError(f"no group {group_name!r}")
-    connections, unreachable = remote.open_all(plan)
+    connections, unreachable = hostlock.open_locked(plan, "drill")
     if unreachable:
+        remote.close_all(connections)
         raise ProvisionError(f"hosts unreachable before the drill: {unreachable}")
     watch = None
     try:
@@ -454,7 +455,7 @@ def longest_gap(success_times: list[float], since: float) -> float:
 def _reconnect_when_back(plan, old_master, back_at):
     deadline = max(back_at, time.monotonic()) + 30
     while True:
-        connections, unreachable = remote.open_all(plan)
+        connections, unreachable = hostlock.open_locked(plan, "drill")
         if not unreachable or time.monotonic() > deadline:
             return connections, unreachable
         for connection in connections.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from provision import rediscli, remote, status
+from provision import hostlock, rediscli, remote, status
 from provision.errors import ProvisionError, UsageError
 from provision.inventory import Group
 from provision.plan import Plan
@@ -137,7 +137,7 @@ def run(plan: Plan, group_name: str | None = None) -> FailoverResult:
     group = groups.get(group_name) if group_name else next(iter(groups.values()))
     if group is None:
         raise UsageError(f"no group {group_name!r} in the inventory ({', '.join(groups)})")
-    connections, _ = remote.open_all(plan)
+    connections, _ = hostlock.open_locked(plan, "failover")
     try:
         current = next(v for v in status.view(plan, connections) if v.group == group.name)
         master_address = current.sentinel_master

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from provision import facts as host_facts
-from provision import failover, output, preflight, remote, topology
+from provision import failover, hostlock, output, preflight, remote, topology
 from provision import state as host_state
 from provision.errors import HostError, ProvisionError
 from provision.hostrun import Change, HostRun, RunOptions
@@ -453,7 +453,8 @@ def deploy(plan: Plan, options: RunOptions, say: Callable[[str], None] = output.
     state = Deploy(plan, options, runner)
     connect_seconds: dict[str, float] = {}
     try:
-        connections, unreachable = remote.open_all(plan, connect_seconds)
+        connections, unreachable = remote.open_all(plan, connect_seconds) if options.check else \
+            hostlock.open_locked(plan, "deploy", connect_seconds)
         for host_plan in plan.hosts:
             name = host_plan.host.name
             if name in connections:

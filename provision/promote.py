@@ -15,7 +15,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from provision import rediscli, remote, render, status
+from provision import hostlock, rediscli, remote, render, status
 from provision.errors import ProvisionError, UsageError
 from provision.failover import FailoverResult, wait_for_new_master
 from provision.plan import Plan
@@ -74,7 +74,7 @@ def run(plan: Plan, group_name: str | None, wanted: str | None = None, allow_sta
     group = groups.get(group_name) if group_name else next(iter(groups.values()))
     if group is None:
         raise UsageError(f"no group {group_name!r} in the inventory ({', '.join(groups)})")
-    connections, _ = remote.open_all(plan)
+    connections, _ = remote.open_all(plan) if check else hostlock.open_locked(plan, "promote")
     try:
         view = next(v for v in status.view(plan, connections) if v.group == group.name)
         named = plan.host_by_data_address(view.sentinel_master) if view.sentinel_master else None

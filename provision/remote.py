@@ -77,6 +77,7 @@ class Remote:
         self._shell: _ShellSession | None = None
         self._shell_unavailable = False
         self._shell_lock = threading.Lock()
+        self._held: list = []                 # channels of hold(): a host lock lives with them
 
     @property
     def name(self) -> str:
@@ -194,7 +195,40 @@ class Remote:
         finally:
             self.run(f"rm -f {shlex.quote(staging)}")
 
+    def hold(self, command: str, ready: str, timeout: float = 15) -> str | None:
+        """Start a command that lives as long as this connection (hostlock.py): None once it
+        prints `ready`, else what it printed before it ended."""
+        channel = self.connection.client.get_transport().open_session()
+        channel.exec_command(_wrap_privileged(self.host, self.user, command))
+        seen = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if channel.recv_ready():
+                seen += channel.recv(4096)
+                if ready.encode() in seen:
+                    self._held.append(channel)
+                    return None
+            elif channel.exit_status_ready():
+                while channel.recv_ready():
+                    seen += channel.recv(4096)
+                channel.close()
+                return seen.decode(errors="replace")
+            else:
+                time.sleep(0.01)
+        channel.close()
+        return f"no answer in {timeout:.0f}s to: {command}"
+
+    def release(self) -> None:
+        """End what hold() started (its stdin closes and it exits)."""
+        for channel in self._held:
+            try:
+                channel.close()
+            except Exception:
+                pass
+        self._held.clear()
+
     def close(self) -> None:
+        self.release()
         if self._shell is not None:
             self._shell.close()
         _close_chain(self.connection)

@@ -226,10 +226,9 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
         if not restart_keys:
             return
         run.record(f"restart redis-server :{node.port} ({', '.join(k[0] for k in restart_keys)} cannot change live)")
-        services.stop(run, node.port)
     else:
         run.record(f"start redis-server :{node.port}")
-    failure = services.start(run, node.port, address, master=known_master)
+    failure = services.start(run, node.port, address, master=known_master, restart_pid=pid)
     if failure is None:
         with run.lock:
             run.restarts.append(f"redis-server:{node.port}")

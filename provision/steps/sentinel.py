@@ -149,14 +149,14 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
         if pid is not None and outcome.restart:
             run.record(f"restart redis-sentinel ({_restart_reason(run)})")
         return
-    if pid is not None and outcome.restart:
+    restart_pid = pid if pid is not None and outcome.restart else None
+    if restart_pid is not None:
         run.record(f"restart redis-sentinel ({_restart_reason(run)})")
-        services.stop(run, None)
         pid = None
     if pid is None:
-        if not outcome.restart:
+        if restart_pid is None:
             run.record("start redis-sentinel")
-        failure = services.start(run, None, host.data_address)
+        failure = services.start(run, None, host.data_address, restart_pid=restart_pid)
         if failure:
             raise HostError(run.name, run.step, services.start_command(run, None), failure)
         with run.lock:

@@ -76,12 +76,38 @@ def log_tail(run: HostRun, port: int | None) -> str:
     return run.remote.run(as_user_command(primitives.REDIS_USER, f"tail -n 15 {shlex.quote(run.layout.log_dir + '/' + name)}")).stdout
 
 
+STOP_WAIT_SECONDS = 30
+
+
+def stop_command_for(layout: Layout, port: int | None, pid: int, systemd: bool) -> str:
+    """SIGTERM (Redis saves and exits) and wait for the pid to go; systemd stops its unit."""
+    if systemd:
+        return f"systemctl stop {render.SENTINEL_UNIT if port is None else render.server_unit_name(port)}"
+    return (f"kill -TERM {pid}; i=0; while kill -0 {pid} 2>/dev/null; do sleep 0.1; i=$((i+1)); "
+            f"[ $i -lt {STOP_WAIT_SECONDS * 10} ] || {{ echo 'process {pid} still running after {STOP_WAIT_SECONDS}s' >&2; "
+            "exit 1; }; done")
+
+
+def on_host_alone(layout: Layout, name: str, command: str) -> str:
+    """The command as one unit of its own on the host (setsid): a dropped SSH session or a killed
+    controller no longer stops it halfway, as it would a stop followed by a start sent one at a
+    time, which left the node down. Its output comes back when the session lives to see it."""
+    out = shlex.quote(f"{layout.boot_dir}/{name}.out")
+    return (f"setsid sh -c {shlex.quote(command)} > {out} 2>&1 < /dev/null & wait $!; rc=$?; "
+            f"cat {out}; rm -f {out}; exit $rc")
+
+
 def start(run: HostRun, port: int | None, address: str, wait_seconds: float = 15,
-          master: str | None = None) -> str | None:
+          master: str | None = None, restart_pid: int | None = None) -> str | None:
     """Start and wait until it answers PING; returns None, or the reason it did not come up.
+    `restart_pid`: the running process to stop first, in the same host-side unit as the start.
     What the start guard decided is recorded on the run."""
     what = "sentinel" if port is None else f"redis-server :{port}"
-    result = run.remote.run(start_command(run, port, master), timeout=GUARD_WAIT_SECONDS + 30)
+    command = start_command(run, port, master)
+    if restart_pid is not None:
+        stop = stop_command_for(run.layout, port, restart_pid, uses_systemd(run))
+        command = on_host_alone(run.layout, f"restart-{port or 'sentinel'}", f"{stop} && {command}")
+    result = run.remote.run(command, timeout=GUARD_WAIT_SECONDS + STOP_WAIT_SECONDS + 30)
     if not result.ok:
         return (f"{what} start command failed: {(result.stdout + result.stderr).strip()}\n"
                 f"{log_tail(run, port)}")

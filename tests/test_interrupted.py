@@ -1,0 +1,34 @@
+"""Runs that are cut short: a restart sent as one host-side unit finishes on the host even when
+the session that sent it dies halfway (a dropped SSH connection, a killed controller)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from provision.plan import Layout
+from provision.steps.services import on_host_alone
+
+
+def test_a_restart_unit_finishes_on_the_host_when_its_session_dies_halfway(tmp_path):
+    (tmp_path / "boot").mkdir()
+    layout = Layout(str(tmp_path), "7.0.15")
+    marker = tmp_path / "started-again"
+    unit = on_host_alone(layout, "restart-6379", f"sleep 1 && echo started > {marker}")
+    session = subprocess.Popen(["sh", "-c", unit], start_new_session=True)   # plays the SSH session
+    time.sleep(0.3)                                  # the stop is done, the start not yet
+    os.killpg(session.pid, signal.SIGKILL)           # the session dies, as sshd ends it on a drop
+    session.wait()
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.read_text() == "started\n"
+
+
+def test_a_restart_unit_reports_its_output_and_exit_code_when_the_session_lives(tmp_path):
+    (tmp_path / "boot").mkdir()
+    unit = on_host_alone(Layout(str(tmp_path), "7.0.15"), "restart-6379", "echo RESULT master; exit 3")
+    done = subprocess.run(["sh", "-c", unit], capture_output=True, text=True, timeout=10)
+    assert done.returncode == 3 and done.stdout == "RESULT master\n"
+    assert list((tmp_path / "boot").iterdir()) == []
