@@ -78,6 +78,8 @@ def hand_over(plan: Plan, connections: dict[str, Remote], group: Group, old_mast
     def on_master(args: list[str]):
         return rediscli.call(connections[old_master], plan.layout, master.data_address, group.port, args,
                              user=plan.inventory.acl.admin, timeout=10)
+    _wait_sentinel_sees_a_promotable_replica(plan, connections[sentinel_host], plan.inventory.host(sentinel_host),
+                                             group)
     started = time.monotonic()
     paused = on_master(["CLIENT", "PAUSE", str(PAUSE_MILLISECONDS), "WRITE"])
     error = rediscli.reply_error(paused)
@@ -104,6 +106,34 @@ def hand_over(plan: Plan, connections: dict[str, Remote], group: Group, old_mast
     finally:
         on_master(["CLIENT", "UNPAUSE"])
     return wait_for_switch(plan, connections, group, old_master, started)
+
+
+#: Sentinel reads a replica's priority from its INFO every 10 s (sentinel_info_period)
+PRIORITY_SEEN_SECONDS = 25
+
+
+def promotable(replica: dict[str, str]) -> bool:
+    """A SENTINEL REPLICAS record Sentinel would pick from: up, linked, not fenced."""
+    flags = replica.get("flags", "").split(",")
+    return replica.get("slave-priority", "0") != "0" and replica.get("master-link-status") == "ok" and \
+        not {"s_down", "o_down", "disconnected"} & set(flags)
+
+
+def _wait_sentinel_sees_a_promotable_replica(plan: Plan, connection: Remote, sentinel, group: Group) -> None:
+    """Before the master's writes are paused: a replica whose fence its keeper lifted moments ago
+    (one just restarted in the same rolling run) still looks fenced to Sentinel until its next
+    INFO, and SENTINEL FAILOVER would answer NOGOODSLAVE with the writes held."""
+    deadline = time.monotonic() + PRIORITY_SEEN_SECONDS
+    records: list[dict[str, str]] = []
+    while time.monotonic() < deadline:
+        reply = rediscli.sentinel_call(connection, plan, sentinel, ["SENTINEL", "REPLICAS", group.name], timeout=5)
+        records = rediscli.parse_records(reply.stdout, "name") if reply.ok else []
+        if any(promotable(record) for record in records):
+            return
+        time.sleep(0.5)
+    seen = ", ".join(f"{r.get('name')} priority {r.get('slave-priority')} {r.get('flags')}" for r in records)
+    raise ProvisionError(f"group {group.name}: sentinel {sentinel.name} sees no replica it could promote after "
+                         f"{PRIORITY_SEEN_SECONDS}s ({seen or 'none'}); not failing over")
 
 
 def caught_up(info: dict[str, str]) -> bool:

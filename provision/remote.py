@@ -55,6 +55,18 @@ class CommandResult:
         return self.exit_code == 0
 
 
+#: seconds between the host's TERM and KILL to a command past its timeout
+HOST_KILL_GRACE = 5
+
+
+def _killed_on_host_after(timeout: float | None, command: str) -> str:
+    """The host ends a command that outlives its timeout itself (coreutils timeout, TERM then
+    KILL to its process group): the controller giving up alone left it running there."""
+    if timeout is None:
+        return command
+    return f"timeout -k {HOST_KILL_GRACE} {max(1, int(timeout))} sh -c {shlex.quote(command)}"
+
+
 def _wrap_privileged(host: Host, user: str, command: str) -> str:
     """Non-root users with `sudo: true` run every command through `sudo -n sh -c`."""
     if user == "root" or not host.sudo:
@@ -86,15 +98,20 @@ class Remote:
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None) -> CommandResult:
         """Run a shell command; never raises for a non-zero exit (callers decide). It goes to the
         host's persistent shell (_ShellSession) when that is free, else on a channel of its own."""
-        wrapped = _wrap_privileged(self.host, self.user, command)
         timeout = timeout if timeout is not None else self.command_timeout
+        wrapped = _killed_on_host_after(timeout, _wrap_privileged(self.host, self.user, command))
         output.detail("%s: $ %s", self.name, command)
         self.current_command, self.command_started = command, time.monotonic()
         self.commands_run += 1
         try:
-            return self._run(command, wrapped, stdin, timeout)
+            result = self._run(command, wrapped, stdin, None if timeout is None else timeout + HOST_KILL_GRACE + 5)
         finally:
             self.current_command = None       # a heartbeat names only a command still running
+        if timeout is not None and result.exit_code == 124 and \
+                time.monotonic() - self.command_started >= timeout - 0.5:
+            return CommandResult(command, 124, result.stdout,
+                                 result.stderr + f"\n(timed out after {timeout:g}s; killed on the host)")
+        return result
 
     def _run(self, command: str, wrapped: str, stdin: str | None, timeout: float | None) -> CommandResult:
         if self._shell_lock.acquire(blocking=False):

@@ -86,3 +86,12 @@ def test_verify_wants_linked_replicas_promotable_and_masters_fenced():
     ok, detail = fence_as_wanted({"role": "slave", "master_link_status": "up"}, "0")
     assert not ok and "keeper" in detail
     assert fence_as_wanted({"role": "slave", "master_link_status": "down"}, "0")[0]
+
+
+def test_a_handover_waits_for_sentinel_to_see_a_replica_it_may_promote():
+    from provision.failover import promotable
+    linked = {"name": "10.77.0.12:6379", "flags": "slave", "master-link-status": "ok", "slave-priority": "100"}
+    assert promotable(linked)
+    assert not promotable({**linked, "slave-priority": "0"})                 # fenced, or seen fenced
+    assert not promotable({**linked, "master-link-status": "err"})
+    assert not promotable({**linked, "flags": "s_down,slave,disconnected"})

@@ -32,3 +32,16 @@ def test_a_restart_unit_reports_its_output_and_exit_code_when_the_session_lives(
     done = subprocess.run(["sh", "-c", unit], capture_output=True, text=True, timeout=10)
     assert done.returncode == 3 and done.stdout == "RESULT master\n"
     assert list((tmp_path / "boot").iterdir()) == []
+
+
+def test_a_command_past_its_timeout_is_killed_on_the_host_with_what_it_started(tmp_path):
+    """The controller giving up used to leave the command running on the host."""
+    from provision.remote import _killed_on_host_after
+    pidfile = tmp_path / "child.pid"
+    command = _killed_on_host_after(1, f"sleep 30 & echo $! > {pidfile}; wait")
+    started = time.monotonic()
+    done = subprocess.run(["sh", "-c", command], timeout=20)
+    assert done.returncode == 124 and time.monotonic() - started < 10
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{child}") or "zombie" in open(f"/proc/{child}/status").read().lower()
