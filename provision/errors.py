@@ -10,6 +10,10 @@ class UsageError(ProvisionError):
     """A flag or its value is wrong (exit 2, like an inventory error); nothing was touched."""
 
 
+class Interrupted(ProvisionError):
+    """Ctrl-C: the steps in flight were let finish (once) or cut off (a second Ctrl-C); exit 130."""
+
+
 class InventoryError(ProvisionError):
     """The inventory is wrong. Raised before any host is touched; lists every problem found."""
 

@@ -17,10 +17,10 @@ from invoke import Collection, Exit, Program, Task, task
 from invoke.exceptions import ParseError
 
 from provision import cli, output
-from provision.errors import InventoryError, ProvisionError, UsageError
+from provision.errors import Interrupted, InventoryError, ProvisionError, UsageError
 
 DEFAULT_INVENTORY = "inventory/lab.yml"
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class _Task(Task):
@@ -64,10 +64,12 @@ def _run(work: Callable[[], bool], verbose: int, log_file: str | None, as_json: 
         ok = work()
     except (InventoryError, UsageError) as error:
         _fail(error, EXIT_BAD_INPUT, as_json)
+    except Interrupted as error:
+        _fail(error, EXIT_INTERRUPTED, as_json)
     except ProvisionError as error:
         _fail(error, EXIT_FAILED, as_json)
     except KeyboardInterrupt:
-        raise Exit("interrupted", 130)
+        raise Exit("interrupted", EXIT_INTERRUPTED)
     if not ok:
         raise Exit(code=EXIT_FAILED)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from provision.errors import HostError, ProvisionError
+from provision.errors import HostError, Interrupted, ProvisionError
 from provision.hostrun import HostRun
 
 HEARTBEAT_SECONDS = 15.0
@@ -39,6 +39,7 @@ class Runner:
         self.pool = ThreadPoolExecutor(max_workers=max(1, parallel))
         self._step_started: dict[str, float] = {}
         self._stop = threading.Event()
+        self.interrupted = False
         self._heartbeat = threading.Thread(target=self._beat, daemon=True)
         self._heartbeat.start()
 
@@ -56,6 +57,33 @@ class Runner:
         self.ended.setdefault(name, time.monotonic())
         self.say(f"FAILED {error}")
 
+    def in_flight(self) -> str:
+        """What the run is waiting for: each host's step and the command it has running."""
+        parts = []
+        for name in list(self._step_started):
+            run = self.runs.get(name)
+            if run is not None:
+                running = run.remote.current_command
+                parts.append(f"{name} {run.step!r}" + (f" ({_shorten(running, 80)})" if running else ""))
+        return ", ".join(parts) or "nothing"
+
+    def _wait(self, futures) -> None:
+        """Until every future is done. A first Ctrl-C says what is in flight and lets it finish
+        (no later wave starts); a second one cuts the hosts' connections and aborts."""
+        pending = set(futures)
+        while pending:
+            try:
+                _, pending = wait(pending, timeout=0.5)
+            except KeyboardInterrupt:
+                if self.interrupted:
+                    for run in self.runs.values():
+                        run.remote.close()
+                    raise Interrupted("aborted by a second Ctrl-C: the hosts' connections were cut; a restart "
+                                      "in flight finishes on its host (it runs there as one unit); re-run deploy")
+                self.interrupted = True
+                self.say(f"interrupted: waiting for the steps in flight to finish: {self.in_flight()}; "
+                         "no later wave starts. Ctrl-C again to abort now")
+
     def each(self, runs: list[HostRun], step_name: str, function: Callable[[HostRun], None]) -> None:
         """function(run) on every run in parallel; a failure is recorded for its host only."""
         def guarded(run: HostRun) -> None:
@@ -69,12 +97,18 @@ class Runner:
                 self.fail(run.name, HostError(run.name, run.step, "(internal)", f"{type(error).__name__}: {error}"))
             finally:
                 self._step_started.pop(run.name, None)
-        list(self.pool.map(guarded, runs))
+        self._wait([self.pool.submit(guarded, run) for run in runs])
 
     def run(self, waves: tuple[Wave, ...], state: Any) -> None:
         for wave in waves:
+            if self.interrupted:
+                raise Interrupted(f"interrupted before wave {wave.name!r}: the steps in flight finished, nothing "
+                                  "later ran; re-run deploy to converge")
             if wave.hosts is None:
-                wave.step(state)
+                try:
+                    wave.step(state)
+                except KeyboardInterrupt:
+                    raise Interrupted(f"interrupted in wave {wave.name!r} (on the controller); re-run deploy") from None
             else:
                 self.each(wave.hosts(state), wave.name, lambda run, step=wave.step: step(run, state))
 

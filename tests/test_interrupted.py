@@ -45,3 +45,64 @@ def test_a_command_past_its_timeout_is_killed_on_the_host_with_what_it_started(t
     child = int(pidfile.read_text())
     time.sleep(0.2)
     assert not os.path.exists(f"/proc/{child}") or "zombie" in open(f"/proc/{child}/status").read().lower()
+
+
+class _Remote:
+    current_command = "sleep 1"
+    command_started = 0.0
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class _Run:
+    def __init__(self, name):
+        self.name, self.step, self.remote = name, "configure", _Remote()
+
+    def begin(self, step):
+        self.step = step
+
+
+def _interrupt_after(*delays):
+    """SIGINT to this process (Python raises KeyboardInterrupt in the main thread), as a Ctrl-C."""
+    import threading
+
+    def send():
+        for delay in delays:
+            time.sleep(delay)
+            os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=send, daemon=True).start()
+
+
+def test_a_first_ctrl_c_says_what_it_waits_for_lets_the_step_finish_and_starts_no_later_wave():
+    import pytest
+    from provision import waves
+    from provision.errors import Interrupted
+    said, finished, later = [], [], []
+    runner = waves.Runner(2, said.append, lambda text: text)
+    run = _Run("lab1")
+    runner.runs["lab1"] = run
+    table = (waves.Wave("slow", lambda state: [run], lambda r, state: (time.sleep(1), finished.append(r.name))),
+             waves.Wave("later", lambda state: [run], lambda r, state: later.append(r.name)))
+    _interrupt_after(0.3)
+    with pytest.raises(Interrupted, match="before wave 'later'"):
+        runner.run(table, None)
+    runner.close()
+    assert finished == ["lab1"] and later == []
+    assert any("interrupted: waiting for the steps in flight to finish: lab1 'slow' (sleep 1)" in line
+               and "Ctrl-C again to abort now" in line for line in said), said
+
+
+def test_a_second_ctrl_c_cuts_the_connections_and_aborts():
+    import pytest
+    from provision import waves
+    from provision.errors import Interrupted
+    runner = waves.Runner(2, lambda _: None, lambda text: text)
+    run = _Run("lab1")
+    runner.runs["lab1"] = run
+    _interrupt_after(0.2, 0.2)
+    with pytest.raises(Interrupted, match="aborted by a second Ctrl-C"):
+        runner.each([run], "slow", lambda r: time.sleep(2))
+    assert run.remote.closed
+    runner.close()
