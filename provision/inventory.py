@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import ipaddress
+import posixpath
 import os
 import re
 import socket
@@ -396,11 +397,33 @@ def _type_name(value: Any) -> str:
 
 # --- sections -----------------------------------------------------------------------------
 
+def unicast_problem(value: str, data: bool = False) -> str | None:
+    """Why an IP address is not one host's unicast address: the wildcard, a multicast, broadcast,
+    reserved or (as a data address, which the group's nodes connect to) loopback address, or the
+    network or broadcast address of the /24 it sits in. None for a host name."""
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if ip.is_unspecified:
+        return f"{value} is the wildcard address, not a host's"
+    if ip.is_multicast:
+        return f"{value} is a multicast address, not a host's"
+    if ip.version == 4 and (ip == ipaddress.IPv4Address("255.255.255.255") or ip.is_reserved):
+        return f"{value} is a broadcast or reserved address, not a host's"
+    if data and ip.is_loopback:
+        return f"{value} is a loopback address: the other nodes and the sentinels would reach themselves"
+    if ip.version == 4 and int(ip) & 0xFF in (0, 255):
+        return (f"{value} ends in .{int(ip) & 0xFF}: the network or broadcast address of its /24, not a host's "
+                "(give the host's own address)")
+    return None
+
+
 def address_problem(value: str, must_be_ip: bool = False) -> str | None:
     """Why `value` is not an IP address (or, unless must_be_ip, a host name); None if it is."""
     try:
         ipaddress.ip_address(value)
-        return None
+        return unicast_problem(value, data=must_be_ip)
     except ValueError:
         pass
     if re.fullmatch(r"[0-9.]+", value):
@@ -420,11 +443,23 @@ def controller_file(base_dir: Path, value: str) -> Path:
     return base_dir / os.path.expanduser(value)      # joining an absolute path keeps it as it is
 
 
+#: directories of the system itself: an install_dir there would have the tool chown and replace them
+SYSTEM_DIRS = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
+                         "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/local",
+                         "/usr/sbin", "/var", "/var/lib", "/var/log", "/var/tmp"})
+
+
 def path_problem(value: str) -> str | None:
-    """Why `value` is not a plain absolute path (it reaches root's shell and config files)."""
+    """Why `value` is not a plain absolute path (it reaches root's shell and config files). It
+    is checked as written and normalised: `/etc/.` and `/usr/./local` are /etc and /usr/local."""
     if not PATH_PATTERN.fullmatch(value) or "/../" in value + "/" or "//" in value:
         return (f"expected an absolute directory: letters, digits, '.', '_', '-' and '/', without '..', "
                 f"got {value!r}")
+    normal = posixpath.normpath(value)
+    if normal != value.rstrip("/") and value != "/":
+        return f"expected the directory written plainly ({normal!r}), got {value!r}"
+    if normal in SYSTEM_DIRS:
+        return f"expected an absolute directory of its own, not the system's {normal!r}"
     return None
 
 
@@ -487,6 +522,10 @@ def _read_hosts(problems: _Problems, data: Any, base_dir: Path, ssh_config: "par
                              f"{looked_up!r} does not resolve to an IPv4 address on this controller; Redis binds to "
                              "the data address and Sentinel announces it, so give data_address as an IP address")
             data_address = resolved
+            if resolved is not None and unicast_problem(resolved, data=True):
+                problems.add(key_path + ("data_address" if data_given else "address",),
+                             f"{looked_up!r} resolves to {unicast_problem(resolved, data=True)}")
+                data_address = None
         if user is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
             problems.add(key_path + ("user",), f"expected a login name, got {user!r}")
         if key is not None and CONTROL_CHARACTERS.search(key):
@@ -602,8 +641,7 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
         if found is not None:
             releases.append((release, found))
     install_dir = section.get("install_dir", str, defaults.INSTALL_DIR)
-    install_problem = install_dir is not None and (path_problem(install_dir) or (
-        install_dir.rstrip("/") in ("", "/usr", "/etc") and f"expected an absolute directory of its own, got {install_dir!r}"))
+    install_problem = install_dir is not None and path_problem(install_dir)
     if install_problem:
         problems.add(("redis", "install_dir"), install_problem)
     port = section.positive_int("port", defaults.REDIS_PORT, maximum=65535)
@@ -707,6 +745,15 @@ def _read_secret(problems: _Problems, key_path: tuple, section: _Section, base_d
             return None
         return Secret(origin=f"${variable}", value=value)
     path = controller_file(base_dir, file_name)
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        problems.add(key_path + ("password_file",), f"cannot read {path}: {error.strerror}")
+        return None
+    if mode & 0o077:
+        problems.add(key_path + ("password_file",), f"{path} is readable or writable by others (mode "
+                                                    f"{mode & 0o777:o}); chmod 600 it, as OpenSSH wants of a key")
+        return None
     try:
         value = path.read_text().strip()
     except OSError as error:
@@ -852,6 +899,11 @@ def _read_controller(problems: _Problems, data: Any, base_dir: Path) -> Controll
                        "network_namespace, parallel, connect_timeout, command_timeout, keepalive, known_hosts, "
                        "host_key_checking, ssh_config, gateway")
     namespace = section.get("network_namespace", str, None)
+    if namespace is not None and not NAME_PATTERN.fullmatch(namespace):
+        # it names /run/netns/<name>: a plain name, never a path
+        problems.add(("controller", "network_namespace"), f"expected a plain name (letters, digits, '-', '_', '.'), "
+                                                          f"got {namespace!r}")
+        namespace = None
     parallel = section.positive_int("parallel", defaults.PARALLEL, maximum=256)
     timeout = _seconds(problems, section, "connect_timeout", defaults.CONNECT_TIMEOUT, 600)
     command_timeout = _seconds(problems, section, "command_timeout", defaults.COMMAND_TIMEOUT, 86400)

@@ -226,6 +226,7 @@ def test_missing_file_is_refused(tmp_path):
 
 def test_password_file_secret_is_read_and_relative_to_the_inventory(tmp_path):
     (tmp_path / "admin.pw").write_text("file-password-123\n")
+    (tmp_path / "admin.pw").chmod(0o600)
     document = base()
     document["acl"]["admin"] = {"password_file": "admin.pw"}
     loaded = inventory.load(write(tmp_path, document), ENVIRONMENT)
@@ -300,6 +301,7 @@ def test_unquoted_no_for_host_key_checking_means_no(tmp_path):
 def test_binary_password_file_is_a_problem_not_a_traceback(tmp_path):
     secret = tmp_path / "secret.bin"
     secret.write_bytes(bytes(range(256)))
+    secret.chmod(0o600)
     document = base()
     document["acl"]["admin"] = {"password_file": str(secret)}
     assert any("acl.admin.password_file: " in problem and "is not text" in problem
@@ -393,3 +395,47 @@ def test_a_wrong_override_is_named_where_it_was_written(tmp_path):
     assert any("hosts.b.redis.settings.port: port is managed by the tool" in p for p in problems)
     assert any("hosts.b.redis.maxclient" in p for p in problems)
     assert any("groups.mymaster.redis.settings.hz: expected a string or number, got a list" in p for p in problems)
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("0.0.0.0", "wildcard"), ("224.0.0.251", "multicast"), ("255.255.255.255", "broadcast"),
+    ("240.0.0.1", "reserved"), ("10.0.0.0", "network or broadcast address of its /24"),
+    ("10.0.0.255", "network or broadcast address of its /24"),
+])
+def test_an_address_that_is_not_one_hosts_unicast_address_is_refused(tmp_path, address, expected):
+    document = base()
+    document["hosts"]["a"]["data_address"] = address
+    assert any(problem.endswith(expected) or expected in problem for problem in problems_of(tmp_path, document)
+               if "hosts.a.data_address" in problem), problems_of(tmp_path, document)
+
+
+def test_a_loopback_data_address_is_refused_but_a_loopback_ssh_address_is_not(tmp_path):
+    document = base()
+    document["hosts"]["a"]["data_address"] = "127.0.0.1"
+    assert any("hosts.a.data_address" in p and "loopback" in p for p in problems_of(tmp_path, document))
+    document = base()
+    document["hosts"]["a"] = {"address": "127.0.0.1", "port": 2201, "data_address": "10.0.0.1"}
+    assert inventory.load(write(tmp_path, document), ENVIRONMENT).host("a").address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("install_dir", ["/etc/.", "/usr/./local", "/app/redis/.", "/var/lib", "/"])
+def test_a_path_is_checked_as_normalised(tmp_path, install_dir):
+    document = base()
+    document["redis"]["install_dir"] = install_dir
+    assert any("redis.install_dir" in problem for problem in problems_of(tmp_path, document))
+
+
+def test_a_secret_file_others_can_read_is_refused(tmp_path):
+    secret = tmp_path / "admin.pw"
+    secret.write_text("file-password-123\n")
+    secret.chmod(0o640)
+    document = base()
+    document["acl"]["admin"] = {"password_file": str(secret)}
+    assert any("acl.admin.password_file" in p and "mode 640" in p for p in problems_of(tmp_path, document))
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/b", ".."])
+def test_a_name_used_as_a_path_must_be_a_plain_name(tmp_path, name):
+    document = base()
+    document["controller"] = {"network_namespace": name}
+    assert any("controller.network_namespace" in p for p in problems_of(tmp_path, document))
