@@ -574,8 +574,60 @@ def _read_settings(problems: _Problems, key_path: tuple, extra: dict) -> list[tu
                                             "directive in redis.conf; give one value on one line")
             continue
         text = ("yes" if value else "no") if isinstance(value, bool) else str(value)
+        problem = setting_value_problem(text)
+        if problem:
+            problems.add(key_path + (key,), problem)
+            continue
         extra_settings.append((key, text))
     return extra_settings
+
+
+def setting_value_problem(text: str) -> str | None:
+    """Why Redis would refuse the value at start, read as its config parser (sdssplitargs) reads
+    a line: every quote closed, a closing quote followed by a space or the end; not empty."""
+    if not text.strip():
+        return "an empty value, which Redis refuses at start; take the setting out to leave Redis's default"
+    quote, index = None, 0
+    while index < len(text):
+        char = text[index]
+        if quote is None and char in "\"'" and (index == 0 or text[index - 1] == " "):
+            quote = char
+        elif quote is not None and char == "\\" and quote == '"':
+            index += 1
+        elif quote is not None and char == quote:
+            if index + 1 < len(text) and text[index + 1] != " ":
+                return f"a closing quote must be followed by a space or the end of the value (Redis's rule), in {text!r}"
+            quote = None
+        index += 1
+    if quote is not None:
+        return f"an unbalanced quote, which Redis refuses at start: {text!r}"
+    return None
+
+
+#: settings that open Redis to code or to changing its protected settings at run time; refused
+#: unless redis.allow_dangerous_settings names them (loadmodule itself is always refused)
+DANGEROUS_SETTINGS = frozenset({"enable-protected-configs", "enable-debug-command", "enable-module-command"})
+
+
+def _dangerous_problems(problems: _Problems, data: dict) -> None:
+    """Every setting of DANGEROUS_SETTINGS turned on anywhere (global, group, host) that
+    redis.allow_dangerous_settings does not name, at its own key path."""
+    redis = data.get("redis") if isinstance(data.get("redis"), dict) else {}
+    allowed = redis.get("allow_dangerous_settings", [])
+    if not isinstance(allowed, list) or not all(name in DANGEROUS_SETTINGS for name in allowed):
+        problems.add(("redis", "allow_dangerous_settings"),
+                     f"expected a list of some of {', '.join(sorted(DANGEROUS_SETTINGS))}, got {allowed!r}")
+        allowed = []
+    places = [(("redis", "settings"), redis.get("settings"))]
+    for section in ("groups", "hosts"):
+        for name, spec in (data.get(section) or {}).items() if isinstance(data.get(section), dict) else ():
+            if isinstance(spec, dict) and isinstance(spec.get("redis"), dict):
+                places.append(((section, name, "redis", "settings"), spec["redis"].get("settings")))
+    for key_path, settings in places:
+        for key, value in (settings or {}).items() if isinstance(settings, dict) else ():
+            if key in DANGEROUS_SETTINGS and key not in allowed and str(value).lower() not in ("no", "false"):
+                problems.add(key_path + (key,), f"{key} lets a client load code or change protected settings; "
+                                                f"name it in redis.allow_dangerous_settings to turn it on anyway")
 
 
 def _read_overrides(problems: _Problems, key_path: tuple, data: Any) -> RedisOverrides:
@@ -664,6 +716,7 @@ def _read_redis(problems: _Problems, data: Any, base_dir: Path) -> RedisSettings
     if maxmemory_problem:
         problems.add(("redis", "maxmemory"), maxmemory_problem)
     extra_settings = _read_settings(problems, ("redis", "settings"), section.get("settings", dict, {}))
+    section.get("allow_dangerous_settings", list, [])        # checked with every setting (_dangerous_problems)
     section.finish()
     if None in (version, source, port, sentinel_port):
         return None
@@ -1038,6 +1091,7 @@ def load(path: str | os.PathLike, environment: dict[str, str] | None = None,
     acl = _read_acl(problems, top.get("acl", dict, what="admin, replication and sentinel users"), base_dir,
                     environment)
     system = _read_system(problems, top.get("system", dict, {}))
+    _dangerous_problems(problems, data)
     top.finish()
     if problems.items:
         raise InventoryError(problems.items)

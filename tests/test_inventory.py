@@ -439,3 +439,31 @@ def test_a_name_used_as_a_path_must_be_a_plain_name(tmp_path, name):
     document = base()
     document["controller"] = {"network_namespace": name}
     assert any("controller.network_namespace" in p for p in problems_of(tmp_path, document))
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("", "an empty value"), ('"unclosed', "an unbalanced quote"), ('"a"b', "closing quote must be followed"),
+    ("'half", "an unbalanced quote"),
+])
+def test_a_setting_value_redis_would_refuse_at_start_is_refused(tmp_path, value, expected):
+    document = base()
+    document["redis"]["settings"] = {"notify-keyspace-events": value}
+    assert any("redis.settings.notify-keyspace-events" in p and expected in p for p in problems_of(tmp_path, document))
+
+
+def test_setting_values_redis_reads_are_kept():
+    from provision.inventory import setting_value_problem
+    for value in ('"Ex"', "Ex", '"a b" c', "'x y'", '"say \\"hi\\""', "300"):
+        assert setting_value_problem(value) is None, value
+
+
+def test_dangerous_settings_need_an_explicit_allowance(tmp_path):
+    document = base()
+    document["redis"]["settings"] = {"enable-debug-command": "local"}
+    document["hosts"]["b"]["redis"] = {"settings": {"enable-module-command": "yes"}}
+    found = problems_of(tmp_path, document)
+    assert any("redis.settings.enable-debug-command" in p and "allow_dangerous_settings" in p for p in found)
+    assert any("hosts.b.redis.settings.enable-module-command" in p for p in found)
+    document["redis"]["allow_dangerous_settings"] = ["enable-debug-command", "enable-module-command"]
+    loaded = inventory.load(write(tmp_path, document), ENVIRONMENT)
+    assert ("enable-debug-command", "local") in loaded.redis.extra_settings
