@@ -19,9 +19,16 @@ def parse_limit(limit: str | None) -> tuple[str, ...]:
     return tuple(name.strip() for name in (limit or "").split(",") if name.strip())
 
 
+def load_inventory(inventory_path: str) -> inventory.Inventory:
+    """The inventory, its secrets masked in everything printed from here on."""
+    loaded = inventory.load(inventory_path)
+    output.mask_with(secret_masker(loaded))
+    return loaded
+
+
 def load_plan(inventory_path: str, limit: str | None = None) -> planner.Plan:
     """Inventory → plan, before any host is touched; InventoryError lists every problem."""
-    loaded = inventory.load(inventory_path)
+    loaded = load_inventory(inventory_path)
     try:
         return planner.build(loaded, parse_limit(limit))
     except KeyError as error:
@@ -39,7 +46,7 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
            say=output.say, version: str | None = None, allow_major: bool = False) -> orchestrate.DeployReport:
     """With as_json, progress goes wherever `say` sends it and the recap is one JSON document.
     `version`: run another release than the inventory's (upgrade, rollback)."""
-    loaded = inventory.load(inventory_path)
+    loaded = load_inventory(inventory_path)
     written = loaded.redis.version      # what the inventory says, before any --version
     if version is not None:
         if not inventory.VERSION_PATTERN.fullmatch(version):
@@ -172,7 +179,7 @@ def status(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
             remote.close_all(connections)
     unreachable = {name: remote.reason(error) for name, error in failed.items()}
     if as_json:
-        print(live.format_json(plan, groups, unreachable), flush=True)
+        print(output.mask(live.format_json(plan, groups, unreachable)), flush=True)
     else:
         say(live.format_view(plan, groups, unreachable))
     return live.healthy(groups, unreachable)

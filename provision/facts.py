@@ -7,6 +7,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from provision import defaults
 from provision.plan import Layout
 from provision.remote import Remote
 
@@ -179,7 +180,10 @@ def running_pid(remote: Remote, layout: Layout, port: int | None) -> int | None:
     """PID of the redis-server (port) or redis-sentinel (None) when its pidfile names a live
     Redis process (a stale pidfile after a crash names nothing, or another process)."""
     path = shlex.quote(pid_file(layout, port))
+    # The pidfile is the redis user's to write: the pid counts only for a process of that user
+    # running Redis, so root never signals another process the file names.
     result = remote.run(f"p=$(cat {path} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && "
+                        f"[ \"$(stat -c %U /proc/$p)\" = {defaults.REDIS_USER} ] && "
                         f"tr '\\0' ' ' < /proc/$p/cmdline | grep -q redis && echo $p")
     return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else None
 

@@ -21,6 +21,25 @@ _COLOURS = (
 _RESET = "\033[0m"
 
 
+_mask = [lambda text: text]
+
+
+def mask_with(masker) -> None:
+    """Every line the logger writes (the terminal, -vv's commands, the log file) and every error
+    the CLI prints goes through `masker` (inventory.secret_masker) from now on."""
+    _mask[0] = masker
+
+
+def mask(text: str) -> str:
+    return _mask[0](text)
+
+
+class _MaskingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = mask(record.getMessage()), ()
+        return True
+
+
 def say(message: str) -> None:
     """A line of progress or a report (INFO)."""
     ensure_configured()
@@ -79,6 +98,9 @@ def configure(verbosity: int = 0, log_file: str | None = None, stream=None) -> N
         LOGGER.removeHandler(handler)
         handler.close()
     LOGGER.propagate = False
+    for existing in list(LOGGER.filters):
+        LOGGER.removeFilter(existing)
+    LOGGER.addFilter(_MaskingFilter())
     terminal_level = LEVELS[min(max(verbosity, 0), 2)]
     # The logger's own level is the lowest any handler takes, so a DEBUG line nobody wants is
     # dropped before a record is made.
@@ -88,7 +110,9 @@ def configure(verbosity: int = 0, log_file: str | None = None, stream=None) -> N
     terminal.setFormatter(_TerminalFormatter(wants_colour(stream)))
     LOGGER.addHandler(terminal)
     if log_file:
-        descriptor = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # Not through a link someone planted there, and 0600 even when the file was there before.
+        descriptor = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.fchmod(descriptor, 0o600)
         file_handler = logging.StreamHandler(os.fdopen(descriptor, "a", encoding="utf-8"))
         file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -75,11 +75,13 @@ def _run(work: Callable[[], bool], verbose: int, log_file: str | None, as_json: 
 
 
 def _fail(error: ProvisionError, code: int, as_json: bool) -> None:
+    """An error's text may quote a host's stderr: it is masked like every other line."""
+    text = output.mask(str(error))
     if as_json:
-        print(jsonlib.dumps({"ok": False, "error": str(error), "problems": getattr(error, "problems", [str(error)])},
-                         indent=2), flush=True)
+        problems = [output.mask(problem) for problem in getattr(error, "problems", [str(error)])]
+        print(jsonlib.dumps({"ok": False, "error": text, "problems": problems}, indent=2), flush=True)
         raise Exit(code=code)
-    raise Exit(f"error: {error}", code)
+    raise Exit(f"error: {text}", code)
 
 
 def _seconds(flag: str, value: str, maximum: float = 3600) -> float:

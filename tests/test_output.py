@@ -181,3 +181,31 @@ def test_heartbeat_survives_a_command_that_ends_while_it_looks(monkeypatch):
     runner._step_started.clear()
     runner.close()
     assert alive and any("still running" in line for line in said)
+
+
+def test_every_logged_line_and_printed_error_is_masked_and_an_old_log_file_becomes_private(tmp_path):
+    """-vv's command lines, the log file and the CLI's error text went out unmasked; a log file
+    that existed kept its mode, and a link planted at its path was followed."""
+    import io
+    stream = io.StringIO()
+    log_file = tmp_path / "run.log"
+    log_file.write_text("")
+    log_file.chmod(0o644)
+    output.mask_with(lambda text: text.replace("hunter2", "********"))
+    try:
+        output.configure(verbosity=2, log_file=str(log_file), stream=stream)
+        output.detail("%s: $ %s", "lab1", "echo hunter2")
+        output.say("stderr said hunter2")
+        assert "hunter2" not in stream.getvalue() + log_file.read_text()
+        assert "********" in log_file.read_text()
+        assert oct(log_file.stat().st_mode & 0o777) == "0o600"
+        assert output.mask("error: hunter2") == "error: ********"
+        target = tmp_path / "elsewhere"
+        target.write_text("")
+        link = tmp_path / "link.log"
+        link.symlink_to(target)
+        with pytest.raises(OSError):
+            output.configure(verbosity=0, log_file=str(link), stream=stream)
+    finally:
+        output.mask_with(lambda text: text)
+        output.configure()

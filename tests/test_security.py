@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,19 @@ def test_a_failed_start_reads_the_log_tail_as_the_redis_user(nobody_run, nobody_
 def test_nothing_in_a_redis_place_is_written_for_another_owner(local_run, tmp_path):
     with pytest.raises(HostError, match="must be the redis user's"):
         primitives.install_file(local_run, str(tmp_path / "app" / "conf" / "x.conf"), "x\n", 0o640, "root", "root")
+
+
+def test_a_pidfile_naming_a_process_not_of_the_redis_user_is_not_believed(local_run, tmp_path):
+    """The pidfile is the redis user's to write: naming root's process there must not get it
+    signalled by root's stop."""
+    from provision import facts
+    impostor = subprocess.Popen(["bash", "-c", "exec -a redis-server sleep 30"])
+    try:
+        time.sleep(0.2)
+        run_dir = tmp_path / "app" / "run"
+        run_dir.mkdir()
+        (run_dir / "redis-6379.pid").write_text(f"{impostor.pid}\n")
+        assert facts.running_pid(local_run.remote, local_run.layout, 6379) is None
+    finally:
+        impostor.kill()
+        impostor.wait()
