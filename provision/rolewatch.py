@@ -6,7 +6,9 @@ ways: what INFO replication says (role master, and, when min-replicas-to-write i
 that many replicas with a fresh ack, min_slaves_good_slaves), and a write probe (a SET of a
 short-lived key of the watcher's own, which Redis refuses on a replica, a loading node and a
 master short of good replicas). A node that does not answer (stopped, cut off) is not counted:
-the watcher reports how many polls went unanswered so a reader can tell.
+the watcher reports how many polls went unanswered so a reader can tell. A node whose probe SET is
+held unanswered is under CLIENT PAUSE WRITE (the hand-over's old master): it takes no write, so
+INFO, which knows nothing of pauses, is not believed for it at that poll.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ class RoleWatch:
     samples: list[tuple[float, frozenset[str]]] = field(default_factory=list)          # by INFO
     probe_samples: list[tuple[float, frozenset[str]]] = field(default_factory=list)    # by a SET that succeeded
     unanswered: dict[str, int] = field(default_factory=dict)
+    paused: dict[str, int] = field(default_factory=dict)       # polls whose probe SET was held
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -91,6 +94,12 @@ class RoleWatch:
                 try:
                     client.set(PROBE_KEY, name, px=PROBE_TTL_MS)
                     probed.add(name)
+                except redis.TimeoutError:
+                    # The SET was held, not answered: a master under CLIENT PAUSE WRITE (a
+                    # hand-over) takes no write, though INFO, which knows nothing of pauses,
+                    # still calls it a master with good replicas.
+                    writable.discard(name)
+                    self.paused[name] = self.paused.get(name, 0) + 1
                 except (redis.RedisError, OSError):
                     pass      # READONLY, NOREPLICAS, LOADING, or no answer: not writable
             self.samples.append((tick, frozenset(writable)))
@@ -119,8 +128,9 @@ class RoleWatch:
     def summary(self) -> str:
         total, longest = self._overlap()
         silent = ", ".join(f"{name} {count}" for name, count in sorted(self.unanswered.items())) or "none"
+        held = ", ".join(f"{name} {count}" for name, count in sorted(self.paused.items())) or "none"
         probed = ", ".join(sorted(set().union(*(nodes for _, nodes in self.probe_samples)))) or "none"
         return (f"{len(self.samples)} polls every {POLL_SECONDS * 1000:.0f} ms; two writable masters for "
                 f"{total:.2f}s (longest {longest:.2f}s; INFO and write probe); writable at some point: "
                 f"{', '.join(sorted(self.writable_nodes_seen())) or 'none'} (took the probe's SET: {probed}); "
-                f"unanswered polls: {silent}")
+                f"unanswered polls: {silent}; polls with the probe's SET held (paused): {held}")
