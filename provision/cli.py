@@ -208,11 +208,13 @@ def promote(inventory_path: str, group: str | None = None, host: str | None = No
 
 
 def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: str | None = None, say=output.say,
-          allow_reboot: bool = False, order: str = "replica,master,replica", spacing: float = 1.0):
+          allow_reboot: bool = False, order: str = "replica,master,replica", spacing: float = 1.0,
+          allow_partition: bool = False):
     from provision import drill as failure_drill
     plan = load_plan(inventory_path)
     with controller_network(plan):
         report = failure_drill.run(plan, mode=mode, seconds=seconds, group_name=group, say=say,
-                                   allow_reboot=allow_reboot, order=order, spacing=spacing)
+                                   allow_reboot=allow_reboot, order=order, spacing=spacing,
+                                   allow_partition=allow_partition)
     say(secret_masker(plan.inventory)(failure_drill.format_report(report)))
     return report

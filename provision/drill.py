@@ -211,10 +211,10 @@ def _is_lab_host(plan: Plan, host_name: str) -> bool:
         lab_hosts.launcher_pid(default_paths(), host_name) is not None
 
 
-def _require_rebootable(plan: Plan, host_name: str, allow_reboot: bool) -> None:
+def _require_rebootable(plan: Plan, host_name: str, allow_reboot: bool, what: str = "--mode reboot reboots it",
+                        flag: str = "--allow-reboot") -> None:
     if not allow_reboot and not _is_lab_host(plan, host_name):
-        raise UsageError(f"{host_name} is not a lab host: --mode reboot reboots it for real; "
-                         "pass --allow-reboot to do that")
+        raise UsageError(f"{host_name} is not a lab host: {what} for real; pass {flag} to do that")
 
 
 def _reboot(plan: Plan, connection, host_name: str, allow_reboot: bool) -> None:
@@ -243,8 +243,9 @@ def _inject(plan: Plan, connection, host_name: str, port: int, mode: str, second
     elif mode == "reboot":
         _reboot(plan, connection, host_name, allow_reboot)
     elif mode == "stop":
-        connection.check("drill", f"kill -STOP {pid}; nohup sh -c 'sleep {seconds:.0f}; kill -CONT {pid}' "
-                                  f">/dev/null 2>&1 &")
+        # setsid: the recovery is the host's own, whatever becomes of this SSH session
+        connection.check("drill", f"kill -STOP {pid}; setsid sh -c 'sleep {seconds:.0f}; kill -CONT {pid}' "
+                                  f">/dev/null 2>&1 < /dev/null &")
     elif mode == "partition":
         address = plan.inventory.host(host_name).data_address
         prefix = shlex.quote(address + "/")
@@ -252,8 +253,8 @@ def _inject(plan: Plan, connection, host_name: str, port: int, mode: str, second
                                   ).stdout.strip()
         if not device:
             raise ProvisionError(f"{host_name}: no interface carries {address}")
-        connection.check("drill", f"nohup sh -c 'ip link set dev {shlex.quote(device)} down; sleep {seconds:.0f}; "
-                                  f"ip link set dev {shlex.quote(device)} up' >/dev/null 2>&1 &")
+        connection.check("drill", f"setsid sh -c 'ip link set dev {shlex.quote(device)} down; sleep {seconds:.0f}; "
+                                  f"ip link set dev {shlex.quote(device)} up' >/dev/null 2>&1 < /dev/null &")
 
 
 def cascade_hosts(group, master: str, order: str) -> list[str]:
@@ -372,7 +373,8 @@ def _cascade(plan: Plan, connections, group, old_master: str, order: str, spacin
 
 
 def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | None = None, say=output.say,
-        allow_reboot: bool = False, order: str = CASCADE_ORDERS[0], spacing: float = 1.0) -> DrillReport:
+        allow_reboot: bool = False, order: str = CASCADE_ORDERS[0], spacing: float = 1.0,
+        allow_partition: bool = False) -> DrillReport:
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     group = next((g for g in plan.inventory.groups if g.name == group_name), None) if group_name \
@@ -390,6 +392,9 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
             return _cascade(plan, connections, group, old_master, order, spacing, say, allow_reboot)
         if mode == "reboot":
             _require_rebootable(plan, old_master, allow_reboot)
+        if mode == "partition":
+            _require_rebootable(plan, old_master, allow_partition, "--mode partition cuts its network",
+                                "--allow-partition")
         _load_function(plan, old_master, group)
         run_id = secrets.token_hex(4)
         log, stop = WriterLog(), threading.Event()

@@ -3,6 +3,7 @@ difference, and record what changed. With --check they compare and record, and d
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import shlex
 
 from provision import defaults
@@ -122,8 +123,44 @@ def ensure_dirs(run: HostRun, wanted: list[tuple[str, int, str]]) -> bool:
             run.record(f"create directory {path} ({mode:o} {owner})")
         else:
             run.record(f"set directory {path} to {mode:o} {owner} (was {current[path]})")
-        commands.append(f"mkdir -p {quoted} && chown -h {shlex.quote(owner)}:{shlex.quote(owner)} {quoted} "
-                        f"&& chmod {mode:o} {quoted}")
+        if redis_place(run.layout, path):
+            if owner != REDIS_USER:
+                raise HostError(run.name, run.step, f"ensure directory {path}",
+                                f"a directory inside the redis user's must be the redis user's, not {owner}'s")
+            # made and set by the redis user itself: root never chmods a path that user can swap
+            commands.append(as_user_command(REDIS_USER, f"mkdir -p {quoted} && chmod {mode:o} {quoted}"))
+        else:
+            commands.append(f"mkdir -p {quoted} && chown -h {shlex.quote(owner)}:{shlex.quote(owner)} {quoted} "
+                            f"&& chmod {mode:o} {quoted}")
     if commands and not run.options.check:
         run.remote.check(run.step, " && ".join(commands))
     return bool(commands)
+
+
+def ancestor_problems(stat_lines: str) -> list[str]:
+    """From `stat -c '%n %U %a'` of every directory above install_dir: those not root's, or that
+    group or others may write (they could swap install_dir, and root runs what is in it). A
+    sticky directory of root's (/tmp) is safe: nobody else may rename or remove root's entries."""
+    problems = []
+    for line in stat_lines.splitlines():
+        path, owner, mode = line.rsplit(" ", 2)
+        bits = int(mode, 8)
+        if owner != "root" or (bits & 0o022 and not bits & 0o1000):
+            problems.append(f"{path} is {owner}'s, mode {mode}: only root may write the directories above "
+                            "install_dir")
+    return problems
+
+
+def check_ancestors(run: HostRun) -> None:
+    """install_dir's parents are root's and not writable by others, or nothing is laid out."""
+    parents, path = [], posixpath.dirname(run.layout.install_dir)
+    while True:
+        parents.append(path)
+        if path == "/":
+            break
+        path = posixpath.dirname(path)
+    result = run.remote.run("stat -L -c '%n %U %a' " + " ".join(shlex.quote(p) for p in parents))
+    problems = ancestor_problems("\n".join(line for line in result.stdout.splitlines() if line.strip()))
+    if problems:
+        raise HostError(run.name, run.step, f"check the directories above {run.layout.install_dir}",
+                        "; ".join(problems))

@@ -375,12 +375,13 @@ def as_user_command(user: str | None, command: str) -> str:
 
 def _install_command(fill: str, directory: str, path: str, mode: int, owner: str, group: str) -> str:
     """Shell that puts `fill`'s output at `path` atomically: a private temporary file (mktemp in
-    `directory`, umask 077) gets the content, its final mode and owner, and is renamed over the
-    target (a rename replaces a symbolic link there instead of following it)."""
+    `directory`, umask 077) gets the content, its final mode and owner, is flushed to disk (a
+    crash after the rename never leaves an empty file), and is renamed over the target (a rename
+    replaces a symbolic link there instead of following it). On any failure it is removed."""
     q = shlex.quote
     template = q(posixpath.join(directory, f".{posixpath.basename(path)}.provision.XXXXXXXX"))
     return (f"umask 077 && t=$(mktemp {template}) && {fill} > \"$t\" && chown {q(owner)}:{q(group)} \"$t\" && "
-            f"chmod {mode:o} \"$t\" && mv -Tf \"$t\" {q(path)} || {{ rm -f \"$t\"; exit 1; }}")
+            f"chmod {mode:o} \"$t\" && sync \"$t\" && mv -Tf \"$t\" {q(path)} || {{ rm -f \"$t\"; exit 1; }}")
 
 
 def _effective(host: Host, ssh_config: paramiko.SSHConfig | None) -> tuple[str, int]:

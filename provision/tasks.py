@@ -173,18 +173,20 @@ def promote(c, inventory=DEFAULT_INVENTORY, group=None, host=None, allow_stale=F
 @_task({"mode": "kill, stop, partition, restart (kill -9 and start at once), reboot (the host) or cascade "
                 "(every host of the group rebooted in turn)",
         "allow_reboot": "let --mode reboot/cascade reboot hosts that are not lab hosts",
+        "allow_partition": "let --mode partition cut the network of a host that is not a lab host",
         "seconds": "how long a stopped or partitioned master stays away (default 10)",
         "order": "cascade: the master's place, replica,master,replica (default), master,replica,replica "
                  "or replica,replica,master",
         "spacing": "cascade: seconds between one host's reboot and the next (default 1)",
         "group": "replication group (default: the first)"})
 def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds="10", group=None, allow_reboot=False,
-          order="replica,master,replica", spacing="1", verbose=0, log_file=None):
+          order="replica,master,replica", spacing="1", allow_partition=False, verbose=0, log_file=None):
     """Fail the master under a writing client and measure: time to new master, unavailability,
     lost writes per kind, time with two writable masters. --mode kill|stop|partition|restart|reboot|
     cascade; rebooting a host that is not a lab host needs --allow-reboot."""
     _run(lambda: cli.drill(inventory, mode=mode, seconds=_seconds("seconds", seconds), group=group,
-                           allow_reboot=allow_reboot, order=order, spacing=_seconds("spacing", spacing)).ok,
+                           allow_reboot=allow_reboot, order=order, spacing=_seconds("spacing", spacing),
+                           allow_partition=allow_partition).ok,
          verbose, log_file)
 
 

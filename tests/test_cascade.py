@@ -95,3 +95,10 @@ def test_a_handover_waits_for_sentinel_to_see_a_replica_it_may_promote():
     assert not promotable({**linked, "slave-priority": "0"})                 # fenced, or seen fenced
     assert not promotable({**linked, "master-link-status": "err"})
     assert not promotable({**linked, "flags": "s_down,slave,disconnected"})
+
+
+def test_a_partition_drill_on_a_host_outside_the_lab_needs_its_own_allowance(lab_like_plan):
+    from provision.drill import _require_rebootable
+    with pytest.raises(UsageError, match="--mode partition cuts its network for real; pass --allow-partition"):
+        _require_rebootable(lab_like_plan, "lab1", False, "--mode partition cuts its network", "--allow-partition")
+    _require_rebootable(lab_like_plan, "lab1", True, "--mode partition cuts its network", "--allow-partition")

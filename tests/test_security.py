@@ -222,3 +222,21 @@ def test_a_pidfile_naming_a_process_not_of_the_redis_user_is_not_believed(local_
     finally:
         impostor.kill()
         impostor.wait()
+
+
+def test_a_directory_above_install_dir_that_others_can_write_stops_the_layout(tmp_path):
+    """Whoever can write a parent of install_dir can swap install_dir itself, and root runs the
+    start guard from it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    run = _local_run(shared)
+    os.chmod(tmp_path, 0o755)
+    with pytest.raises(HostError, match=f"{shared} is root's, mode 777: only root may write"):
+        primitives.check_ancestors(run)
+    shared.chmod(0o755)
+    primitives.check_ancestors(run)
+    assert primitives.ancestor_problems("/srv root 755\n/ root 755") == []
+    assert primitives.ancestor_problems("/home/bob bob 755") == [
+        "/home/bob is bob's, mode 755: only root may write the directories above install_dir"]
+    assert primitives.ancestor_problems("/tmp root 1777") == []

@@ -61,6 +61,7 @@ def layout(run: HostRun) -> None:
     REWRITE and Sentinel write a temporary file there and rename it over the config."""
     run.begin("layout")
     paths = run.layout
+    primitives.check_ancestors(run)
     if not run.facts.has_redis_user:
         run.record("create system user redis")
         if run.options.check:
