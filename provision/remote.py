@@ -194,8 +194,8 @@ class Remote:
             self.run(f"rm -rf {q(upload_dir)}")
             raise HostError(self.name, step, f"sftp put {path}", str(error)) from None
         try:
-            install = _install_command("cat", staging_dir or posixpath.dirname(path), path, mode, owner, group)
-            self.check(step, f"cat {q(staging)} | {as_user_command(as_user, install)}")
+            self.check(step, staged_install_command(staging, staging_dir or posixpath.dirname(path), path, mode,
+                                                    owner, group, as_user))
         finally:
             self.run(f"rm -rf {q(upload_dir)}")
 
@@ -371,6 +371,15 @@ def as_user_command(user: str | None, command: str) -> str:
     if user is None:
         return command
     return f"runuser -u {shlex.quote(user)} -- sh -c {shlex.quote(command)}"
+
+
+def staged_install_command(staging: str, directory: str, path: str, mode: int, owner: str, group: str,
+                           as_user: str | None = None) -> str:
+    """An uploaded file (at `staging`, the SSH user's private copy) installed at `path` by
+    _install_command; the whole install reads the copy (a pipe into a bare `a && b` list would
+    feed only its first command)."""
+    install = as_user_command(as_user, _install_command("cat", directory, path, mode, owner, group))
+    return f"cat {shlex.quote(staging)} | {{ {install}; }}"
 
 
 def _install_command(fill: str, directory: str, path: str, mode: int, owner: str, group: str) -> str:

@@ -240,3 +240,16 @@ def test_a_directory_above_install_dir_that_others_can_write_stops_the_layout(tm
     assert primitives.ancestor_problems("/home/bob bob 755") == [
         "/home/bob is bob's, mode 755: only root may write the directories above install_dir"]
     assert primitives.ancestor_problems("/tmp root 1777") == []
+
+
+def test_an_uploaded_file_is_installed_whole(tmp_path):
+    """The upload's install once piped the copy into only the first command of its list, and
+    wrote an empty file (an artifact then failed its sha256 on every host)."""
+    from provision.remote import staged_install_command
+    staging = tmp_path / "staged"
+    staging.write_bytes(b"\x00binary\xffdata" * 1000)
+    target = tmp_path / "target"
+    done = subprocess.run(["sh", "-c", staged_install_command(str(staging), str(tmp_path), str(target), 0o640,
+                                                              "root", "root")], capture_output=True, timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == staging.read_bytes() and stat.S_IMODE(target.stat().st_mode) == 0o640
