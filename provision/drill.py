@@ -363,7 +363,7 @@ def _cascade(plan: Plan, connections, group, old_master: str, order: str, spacin
             writer.join(timeout=5)
     recovered = bool(log.success_times) and log.success_times[-1] >= settled_at
     kinds = _count_lost(plan, group, new_master, run_id, log)
-    failures = [f"{r.host} {r.check}: {r.detail}" for r in _verify_settled(plan)]
+    failures = [f"{r.host} {r.check}: {r.detail}" for r in _verify_settled(plan, timeout=settle_timeout / 2)]
     return DrillReport(f"cascade {order} {spacing:g}s", group.name, old_master, new_master,
                        settled_at - master_fault_at,
                        longest_gap(log.success_times, last_ok_before) if recovered else float("inf"),
@@ -374,7 +374,7 @@ def _cascade(plan: Plan, connections, group, old_master: str, order: str, spacin
 
 def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | None = None, say=output.say,
         allow_reboot: bool = False, order: str = CASCADE_ORDERS[0], spacing: float = 1.0,
-        allow_partition: bool = False) -> DrillReport:
+        allow_partition: bool = False, settle_seconds: float = 240) -> DrillReport:
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     group = next((g for g in plan.inventory.groups if g.name == group_name), None) if group_name \
@@ -389,7 +389,7 @@ def run(plan: Plan, mode: str = "kill", seconds: float = 10, group_name: str | N
     try:
         old_master = _agreed_master(plan, connections, group)
         if mode == "cascade":
-            return _cascade(plan, connections, group, old_master, order, spacing, say, allow_reboot)
+            return _cascade(plan, connections, group, old_master, order, spacing, say, allow_reboot, settle_seconds)
         if mode == "reboot":
             _require_rebootable(plan, old_master, allow_reboot)
         if mode == "partition":

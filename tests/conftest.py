@@ -16,9 +16,11 @@ LAB_HOST_COUNT = 3
 
 def pytest_collection_modifyitems(items):
     """Unit tests first, then the lab tier (its modules in any order: each one sets up the state
-    it needs with bare_lab or deployed_lab); lab_teardown tests last of all."""
+    it needs with bare_lab or deployed_lab), then the VM tier (its artifact cache warmed by the
+    lab tier); lab_teardown tests last of all."""
     def rank(item):
-        return (item.get_closest_marker("lab_teardown") is not None, item.get_closest_marker("lab") is not None)
+        return (item.get_closest_marker("lab_teardown") is not None, item.get_closest_marker("vm") is not None,
+                item.get_closest_marker("lab") is not None)
     items.sort(key=rank)
 
 

@@ -108,9 +108,26 @@ def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(argv, check=True, **kwargs)
 
 
+#: what the tier runs on this machine, and the Debian package that brings it
+HOST_TOOLS = (("qemu-img", "qemu-utils"), ("qemu-system-x86_64", "qemu-system-x86"), ("mkfs.ext4", "e2fsprogs"))
+
+
+def ensure_host_tools(log=print) -> None:
+    """Install what the tier needs on this machine from Debian's packages when it is missing,
+    as setup.sh installs debootstrap for the lab: a fresh machine has no qemu."""
+    missing = sorted({package for tool, package in HOST_TOOLS if shutil.which(tool) is None})
+    if not missing:
+        return
+    log(f"vm tier: installing {', '.join(missing)} (Debian packages) for the VMs")
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL, env=environment)
+    _run(["apt-get", "install", "-y", "-qq", *missing], stdout=subprocess.DEVNULL, env=environment)
+
+
 def build_box(paths: LabPaths, log=print) -> VmPaths:
     """Golden tree + systemd + kernel → one qcow2 image, plus the kernel and initrd to boot it
     with. Built once (a few minutes: package installs and an initramfs); later calls reuse it."""
+    ensure_host_tools(log)
     vm = vm_paths(paths)
     golden.build_golden_tree(paths, log)
     recipe = vm.root / "golden-recipe"
