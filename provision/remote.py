@@ -110,7 +110,7 @@ class Remote:
         if timeout is not None and result.exit_code == 124 and \
                 time.monotonic() - self.command_started >= timeout - 0.5:
             return CommandResult(command, 124, result.stdout,
-                                 result.stderr + f"\n(timed out after {timeout:g}s; killed on the host)")
+                                 result.stderr + f"\n(timed out after {timeout}s; killed on the host)")
         return result
 
     def _run(self, command: str, wrapped: str, stdin: str | None, timeout: float | None) -> CommandResult:

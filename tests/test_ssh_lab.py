@@ -106,7 +106,7 @@ def test_a_command_that_outlives_command_timeout_is_stopped_and_named(lab_invent
         result = connection.run("sleep 5")
     finally:
         connection.close()
-    assert result.exit_code == 124 and "timed out after 1.0s" in result.stderr
+    assert result.exit_code == 124 and "timed out after 1.0s; killed on the host" in result.stderr
 
 
 def test_controller_gateway_reaches_every_host_through_the_jump_host(deployed_lab, lab, lab_inventory, tmp_path):
