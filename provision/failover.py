@@ -160,13 +160,19 @@ def _wait_replicas_caught_up(group: Group, old_master: str, read_info) -> None:
                          f"replicas {seen}); not failing over, writes resumed")
 
 
-def run(plan: Plan, group_name: str | None = None) -> FailoverResult:
+def named_group(plan: Plan, group_name: str | None) -> Group:
+    """The group --group names, or the only one; UsageError otherwise."""
     groups = {group.name: group for group in plan.inventory.groups}
     if group_name is None and len(groups) > 1:
         raise UsageError(f"several groups; name one with --group ({', '.join(groups)})")
     group = groups.get(group_name) if group_name else next(iter(groups.values()))
     if group is None:
         raise UsageError(f"no group {group_name!r} in the inventory ({', '.join(groups)})")
+    return group
+
+
+def run(plan: Plan, group_name: str | None = None) -> FailoverResult:
+    group = named_group(plan, group_name)
     connections, _ = hostlock.open_locked(plan, "failover")
     try:
         current = next(v for v in status.view(plan, connections) if v.group == group.name)

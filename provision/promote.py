@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from provision import hostlock, rediscli, remote, render, status
 from provision.errors import ProvisionError, UsageError
-from provision.failover import FailoverResult, wait_for_new_master
+from provision.failover import FailoverResult, named_group, wait_for_new_master
 from provision.plan import Plan
 
 #: two nodes whose last AOF appends are closer than this cannot be told apart by them
@@ -68,12 +68,7 @@ def choose(candidates: list[Candidate], wanted: str | None, allow_stale: bool) -
 
 def run(plan: Plan, group_name: str | None, wanted: str | None = None, allow_stale: bool = False,
         check: bool = False, say=print) -> FailoverResult | None:
-    groups = {group.name: group for group in plan.inventory.groups}
-    if group_name is None and len(groups) > 1:
-        raise UsageError(f"several groups; name one with --group ({', '.join(groups)})")
-    group = groups.get(group_name) if group_name else next(iter(groups.values()))
-    if group is None:
-        raise UsageError(f"no group {group_name!r} in the inventory ({', '.join(groups)})")
+    group = named_group(plan, group_name)
     connections, _ = remote.open_all(plan) if check else hostlock.open_locked(plan, "promote")
     try:
         view = next(v for v in status.view(plan, connections) if v.group == group.name)
