@@ -480,6 +480,12 @@ def _present(client: redis.Redis, run_id: str, sequences: list[int]) -> set[int]
 def _count_lost(plan: Plan, group, master_name: str, run_id: str, log: WriterLog) -> dict[str, KindCount]:
     """Per kind: acknowledged writes missing on the master, and on any node once every replica
     has caught up with the master (then the drill's keys are deleted)."""
+    # The group may have moved on since the caller looked (a late failover): count on the node
+    # that is master now, once it has settled.
+    deadline = time.monotonic() + 60
+    while (now := settled_master(plan, group)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    master_name = now or master_name
     clients = {name: _client(plan, group, name) for name in group.members}
     try:
         master = clients[master_name]
