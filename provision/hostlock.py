@@ -23,6 +23,8 @@ from provision.remote import Remote
 
 LOCK_FILE = "/run/redis-provision.lock"
 
+_taken_by: dict[tuple[str, str], Remote] = {}   # (host, holder text) -> this process's connection that took it
+
 
 def holder_text(what: str) -> str:
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -45,11 +47,16 @@ def parse_holder(text: str) -> tuple[str, int | None, int | None]:
     return by.split("@", 1)[1], int(pid) if pid.isdigit() else None, int(host_pid) if host_pid.isdigit() else None
 
 
-def stale(holder_line: str) -> int | None:
+def stale(holder_line: str, host: str = "") -> int | None:
     """The host-side pid to end when the holder ran on this controller and is gone, else None."""
     controller, pid, host_pid = parse_holder(holder_line)
-    if controller != socket.gethostname() or pid is None or host_pid is None or pid == os.getpid():
+    if controller != socket.gethostname() or pid is None or host_pid is None:
         return None
+    if pid == os.getpid():
+        # Ours: stale only if the connection that took it has let go (a partitioned host did not
+        # see that connection close, so its holding command still runs).
+        taker = _taken_by.get((host, holder_line.split(" host-pid ", 1)[0].strip()))
+        return host_pid if taker is not None and not taker.holds() else None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -65,9 +72,10 @@ def acquire(remote: Remote, what: str) -> None:
     for _ in range(2):
         answer = remote.hold(lock_command(holder), ready="LOCKED")
         if answer is None:
+            _taken_by[(remote.name, holder)] = remote
             return
         held = answer.removeprefix("HELD ").strip()
-        dead = stale(held)
+        dead = stale(held, remote.name)
         if dead is None:
             raise ProvisionError(f"{remote.name}: another run holds this host: {held or 'unknown holder'} "
                                  f"({LOCK_FILE}); wait for it to end")

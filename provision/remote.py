@@ -235,6 +235,10 @@ class Remote:
         channel.close()
         return f"no answer in {timeout:.0f}s to: {command}"
 
+    def holds(self) -> bool:
+        """True while something hold() started is still held by this connection."""
+        return bool(self._held)
+
     def release(self) -> None:
         """End what hold() started (its stdin closes and it exits)."""
         for channel in self._held:

@@ -38,3 +38,21 @@ def test_a_holder_that_ran_here_and_is_gone_is_stale_and_others_are_not():
     assert hostlock.stale(f"deploy by root@{here} pid {os.getppid()} since x host-pid 999") is None
     assert hostlock.stale(f"deploy by root@elsewhere pid {gone.pid} since x host-pid 999") is None
     assert hostlock.parse_holder(f"drill by u@h pid 12 since x host-pid 34") == ("h", 12, 34)
+
+
+class _Connection:
+    def __init__(self, name: str, holding: bool):
+        self.name, self.holding = name, holding
+
+    def holds(self) -> bool:
+        return self.holding
+
+
+def test_our_own_hold_is_stale_once_the_connection_that_took_it_has_let_go(monkeypatch):
+    here = socket.gethostname()
+    holder = f"drill by root@{here} pid {os.getpid()} since x"
+    let_go, live = _Connection("lab3", holding=False), _Connection("lab2", holding=True)
+    monkeypatch.setattr(hostlock, "_taken_by", {("lab3", holder): let_go, ("lab2", holder): live})
+    assert hostlock.stale(f"{holder} host-pid 55", "lab3") == 55      # host missed the close (partition)
+    assert hostlock.stale(f"{holder} host-pid 55", "lab2") is None    # still ours and held
+    assert hostlock.stale(f"{holder} host-pid 55", "lab1") is None    # not a hold we know of

@@ -1,5 +1,6 @@
 """The host lock on real lab hosts: a second deploy is refused while another run holds the hosts,
-naming the holder, and a controller killed with -9 lets go with its SSH connections."""
+naming the holder, and a controller killed with -9 lets go with its SSH connections; a hold this
+process let go but the host never saw close (a partition) does not lock the process out."""
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +9,9 @@ import time
 
 import pytest
 
+from provision import cli, hostlock, netns, remote
 from provision.errors import ProvisionError
+from provision.lab import hosts
 from tests.labtools import deploy
 
 pytestmark = pytest.mark.lab
@@ -41,3 +44,17 @@ def test_a_second_run_is_refused_naming_the_holder_and_a_killed_controller_lets_
     time.sleep(1)
     report, output = deploy(lab, artifact_dir)
     assert report.ok, output
+
+
+def test_a_hold_we_let_go_that_the_host_still_runs_is_taken_over(deployed_lab, lab):
+    plan = cli.load_plan(str(lab))
+    with netns.joined(hosts.BRIDGE_NAMESPACE):
+        first, _ = hostlock.open_locked(plan, "drill")
+        try:
+            for connection in first.values():
+                connection._held.clear()     # let go here, as if the close never reached the host
+            second, unreachable = hostlock.open_locked(plan, "drill")
+            assert not unreachable and all(c.holds() for c in second.values())
+            remote.close_all(second)
+        finally:
+            remote.close_all(first)
