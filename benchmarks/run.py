@@ -30,9 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from provision import cli, remote  # noqa: E402
-from provision.lab import golden, hosts as lab_hosts, inventory_file  # noqa: E402
-from provision.lab.paths import default_paths  # noqa: E402
+from provision import cli  # noqa: E402
+from provision.ssh import remote  # noqa: E402
+from lab import golden, hosts as lab_hosts, inventory_file  # noqa: E402
+from lab.paths import default_paths  # noqa: E402
 
 QUIET = lambda _: None  # noqa: E731
 RESULTS = ROOT / "benchmarks" / "results"

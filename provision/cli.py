@@ -7,12 +7,16 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-from provision import inventory, netns, orchestrate, output, plan as planner, remote
-from provision import state as host_state
-from provision.errors import ProvisionError, UsageError
-from provision.hostrun import RunOptions
+from provision import inventory
+from provision.ssh import netns, remote
+from provision.deploy import orchestrate
+from provision.base import output
+from provision.core import plan as planner
+from provision.core import state as host_state
+from provision.base.errors import UsageError
+from provision.steps.hostrun import RunOptions
 from provision.inventory import secret_masker
-from provision.table import format_table
+from provision.base.table import format_table
 
 
 def parse_limit(limit: str | None) -> tuple[str, ...]:
@@ -156,7 +160,7 @@ def format_recap_json(report: orchestrate.DeployReport) -> str:
 
 
 def verify(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
-    from provision import verify as verifier
+    from provision.checks import verify as verifier
     plan = load_plan(inventory_path)
     with controller_network(plan):
         results = verifier.run(plan)
@@ -169,7 +173,7 @@ def verify(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
 
 
 def status(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
-    from provision import status as live
+    from provision.checks import status as live
     plan = load_plan(inventory_path)
     with controller_network(plan):
         connections, failed = remote.open_all(plan)
@@ -186,7 +190,7 @@ def status(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
 
 
 def failover(inventory_path: str, group: str | None = None, say=output.say):
-    from provision import failover as switchover
+    from provision.ops import failover as switchover
     plan = load_plan(inventory_path)
     with controller_network(plan):
         result = switchover.run(plan, group)
@@ -197,7 +201,7 @@ def failover(inventory_path: str, group: str | None = None, say=output.say):
 
 def promote(inventory_path: str, group: str | None = None, host: str | None = None, allow_stale: bool = False,
             check: bool = False, say=output.say):
-    from provision import promote as promotion
+    from provision.ops import promote as promotion
     plan = load_plan(inventory_path)
     with controller_network(plan):
         result = promotion.run(plan, group, host, allow_stale, check, say)
@@ -209,12 +213,12 @@ def promote(inventory_path: str, group: str | None = None, host: str | None = No
 
 def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: str | None = None, say=output.say,
           allow_reboot: bool = False, order: str = "replica,master,replica", spacing: float = 1.0,
-          allow_partition: bool = False):
-    from provision import drill as failure_drill
+          allow_partition: bool = False, host_reboot=None):
+    from provision.ops import drill as failure_drill
     plan = load_plan(inventory_path)
     with controller_network(plan):
         report = failure_drill.run(plan, mode=mode, seconds=seconds, group_name=group, say=say,
                                    allow_reboot=allow_reboot, order=order, spacing=spacing,
-                                   allow_partition=allow_partition)
+                                   allow_partition=allow_partition, host_reboot=host_reboot)
     say(secret_masker(plan.inventory)(failure_drill.format_report(report)))
     return report

@@ -16,8 +16,9 @@ from typing import Callable
 from invoke import Collection, Exit, Program, Task, task
 from invoke.exceptions import ParseError
 
-from provision import cli, output
-from provision.errors import Interrupted, InventoryError, ProvisionError, UsageError
+from provision import cli
+from provision.base import output
+from provision.base.errors import Interrupted, InventoryError, ProvisionError, UsageError
 
 DEFAULT_INVENTORY = "inventory/lab.yml"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -186,13 +187,20 @@ def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds="10", group=None,
     cascade; rebooting a host that is not a lab host needs --allow-reboot."""
     _run(lambda: cli.drill(inventory, mode=mode, seconds=_seconds("seconds", seconds), group=group,
                            allow_reboot=allow_reboot, order=order, spacing=_seconds("spacing", spacing),
-                           allow_partition=allow_partition).ok,
+                           allow_partition=allow_partition, host_reboot=c.config.get(HOST_REBOOT_KEY)).ok,
          verbose, log_file)
 
 
-def collection() -> Collection:
-    """The tasks every install has (a clone adds `lab`)."""
-    return Collection(deploy, upgrade, rollback, verify, status, failover, promote, drill)
+#: Config key under which a clone hands the drill its lab's way to reboot a host (drill.HostReboot).
+HOST_REBOOT_KEY = "redis_provision_host_reboot"
+
+
+def collection(host_reboot=None) -> Collection:
+    """The tasks every install has (a clone adds `lab`, and the lab's reboot for the drill)."""
+    tasks = Collection(deploy, upgrade, rollback, verify, status, failover, promote, drill)
+    if host_reboot is not None:
+        tasks.configure({HOST_REBOOT_KEY: host_reboot})
+    return tasks
 
 
 #: Invoke's core flags that would look like the tool's own but do nothing to it, or worse:

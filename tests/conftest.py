@@ -6,9 +6,11 @@ import os
 
 import pytest
 
-from provision import cli, inventory, netns, plan as planner, remote
-from provision.lab import golden, hosts as lab_hosts, inventory_file
-from provision.lab.paths import default_paths
+from provision import cli, inventory
+from provision.ssh import netns, remote
+from provision.core import plan as planner
+from lab import golden, hosts as lab_hosts, inventory_file
+from lab.paths import default_paths
 from tests.test_inventory import base, write
 
 LAB_HOST_COUNT = 3

@@ -9,9 +9,9 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from provision.errors import HostError
+from provision.base.errors import HostError
 from provision.inventory import Host
-from provision.remote import CommandResult
+from provision.ssh.remote import CommandResult
 
 
 @dataclass

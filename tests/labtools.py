@@ -8,7 +8,9 @@ from pathlib import Path
 import redis
 import yaml
 
-from provision import cli, inventory as inventory_module, remote, verify
+from provision import cli, inventory as inventory_module
+from provision.ssh import remote
+from provision.checks import verify
 from provision.inventory import Inventory
 
 

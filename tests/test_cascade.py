@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from provision import directives, drill, render
-from provision.errors import ProvisionError, UsageError
-from provision.promote import Candidate, choose, last_append_time
+from provision.base import directives
+from provision.ops import drill
+from provision.core import render
+from provision.base.errors import ProvisionError, UsageError
+from provision.ops.promote import Candidate, choose, last_append_time
 
 
 def candidate(host, last_append):
@@ -79,7 +81,7 @@ def test_the_fence_is_the_tools_own_setting():
 
 
 def test_verify_wants_linked_replicas_promotable_and_masters_fenced():
-    from provision.verify import fence_as_wanted
+    from provision.checks.verify import fence_as_wanted
     assert fence_as_wanted({"role": "master"}, "0")[0]
     assert not fence_as_wanted({"role": "master"}, "100")[0]
     assert fence_as_wanted({"role": "slave", "master_link_status": "up"}, "100")[0]
@@ -89,7 +91,7 @@ def test_verify_wants_linked_replicas_promotable_and_masters_fenced():
 
 
 def test_a_handover_waits_for_sentinel_to_see_a_replica_it_may_promote():
-    from provision.failover import promotable
+    from provision.ops.failover import promotable
     linked = {"name": "10.77.0.12:6379", "flags": "slave", "master-link-status": "ok", "slave-priority": "100"}
     assert promotable(linked)
     assert not promotable({**linked, "slave-priority": "0"})                 # fenced, or seen fenced
@@ -98,7 +100,7 @@ def test_a_handover_waits_for_sentinel_to_see_a_replica_it_may_promote():
 
 
 def test_a_partition_drill_on_a_host_outside_the_lab_needs_its_own_allowance(lab_like_plan):
-    from provision.drill import _require_rebootable
+    from provision.ops.drill import _require_rebootable
     with pytest.raises(UsageError, match="--mode partition cuts its network for real; pass --allow-partition"):
-        _require_rebootable(lab_like_plan, "lab1", False, "--mode partition cuts its network", "--allow-partition")
-    _require_rebootable(lab_like_plan, "lab1", True, "--mode partition cuts its network", "--allow-partition")
+        _require_rebootable(lab_like_plan, "lab1", False, None, "--mode partition cuts its network", "--allow-partition")
+    _require_rebootable(lab_like_plan, "lab1", True, None, "--mode partition cuts its network", "--allow-partition")

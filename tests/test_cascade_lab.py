@@ -11,8 +11,10 @@ import time
 
 import pytest
 
-from provision import drill, rolewatch
-from provision.lab import hosts as lab_hosts
+from lab.hooks import host_reboot
+
+from provision.ops import drill, rolewatch
+from lab import hosts as lab_hosts
 from tests.labtools import deploy, run_on, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab
@@ -49,7 +51,7 @@ def start_in_background(lab_inventory, host: str) -> None:
 def test_cascade_of_reboots_one_second_apart_loses_nothing_and_heals_by_itself(settled, lab, order, attempt):
     """The issue's case: every host of the group rebooted in turn, 1 s apart. A replica that
     rebooted first used to be promoted before it had synced; the old master's writes were gone."""
-    report = drill.run(settled, mode="cascade", order=order, spacing=1.0, say=print)
+    report = drill.run(settled, mode="cascade", order=order, spacing=1.0, say=print, host_reboot=host_reboot())
     print(drill.format_report(report))
     assert report.two_master_seconds == 0, report.role_watch
     assert_nothing_lost(report.kinds)

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from provision import facts, failover, inventory, plan as planner, preflight, render, state
-from provision.errors import InventoryError
-from provision.facts import HostFacts, RedisProcess
+from provision.facts import host as facts
+from provision.ops import failover
+from provision import inventory
+from provision.core import plan as planner, render, state
+from provision.deploy import preflight
+from provision.facts import topology
+from provision.base.errors import InventoryError
+from provision.facts.host import HostFacts, RedisProcess
 from provision.steps import membership
 from tests.test_inventory import base, write
 
@@ -72,7 +77,7 @@ def test_moving_install_dir_or_address_is_refused_naming_the_process(lab_like_pl
 
 
 def monitored(name="mymaster", port=6379, master="10.77.0.11", replicas=("10.77.0.12", "10.77.0.13")):
-    return preflight.Monitored(name, (master, port), tuple((address, port) for address in replicas))
+    return topology.Monitored(name, (master, port), tuple((address, port) for address in replicas))
 
 
 def test_regrouping_and_port_changes_are_refused_before_anything_runs(tmp_path):
@@ -159,7 +164,7 @@ def test_upgrade_takes_its_source_from_the_release_table(tmp_path):
 def test_sentinel_users_as_sentinel_writes_them_back_match_the_wanted_ones(lab_like_plan):
     """Sentinel rewrites its user lines with sanitize-payload and single commands in its own
     order: still the same users, so no ACL SETUSER on every run."""
-    from provision import confparse
+    from provision.core import confparse
     from provision.steps import sentinel as sentinel_step
     host = lab_like_plan.inventory.host("lab1")
     wanted_text = render.sentinel_conf(lab_like_plan, host, {"mymaster": "10.77.0.11"})

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from provision import cli, drill, rolewatch
-from provision.lab import golden
+from provision import cli
+from provision.ops import drill, rolewatch
+from lab import golden
 from tests.labtools import client, deploy, start_times, variant, verify_failures, wait_for
 from tests.test_restart_lab import assert_nothing_lost, master_now
 

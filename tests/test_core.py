@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from provision import confparse, facts, inventory, plan as planner, rediscli, render, topology
+from provision.core import confparse, plan as planner, render
+from provision.facts import host as facts, rediscli, topology
+from provision import inventory
 from provision.steps import sentinel as sentinel_step
-from provision.facts import parse_thp
+from provision.facts.host import parse_thp
 
 CAPTURED = Path(__file__).parent / "captured"
 
@@ -213,7 +215,7 @@ def test_redis_cli_command_line_never_carries_a_password(lab_like_plan):
 
 
 def test_drill_unavailability_is_the_longest_gap_between_acknowledged_writes():
-    from provision.drill import longest_gap
+    from provision.ops.drill import longest_gap
     assert longest_gap([1.0, 1.1, 1.2, 4.7, 4.8], since=1.1) == pytest.approx(3.5)
     assert longest_gap([1.0, 1.1], since=2.0) == float("inf")
 
@@ -240,12 +242,12 @@ def test_live_acl_comparison_notices_a_missing_user_and_an_open_default(lab_like
     ("replicaof no one\n", {"role": "slave", "master_host": "10.0.0.2", "master_port": "6379"}, False),
 ])
 def test_verify_compares_replicaof_in_the_file_with_the_running_role(file_text, info, agrees):
-    from provision.verify import replicaof_agrees
+    from provision.checks.verify import replicaof_agrees
     assert replicaof_agrees(file_text, info)[0] is agrees
 
 
 def test_role_watch_counts_every_poll_that_saw_two_writable_masters():
-    from provision.rolewatch import accepts_writes, overlap_seconds
+    from provision.ops.rolewatch import accepts_writes, overlap_seconds
     one, two = frozenset({"a"}), frozenset({"a", "b"})
     assert overlap_seconds([(0.0, one), (0.1, one), (0.2, one)]) == (0.0, 0.0)
     total, longest = overlap_seconds([(0.0, one), (0.1, two), (0.2, one), (0.3, two), (0.4, two), (0.5, one)])
@@ -257,7 +259,7 @@ def test_role_watch_counts_every_poll_that_saw_two_writable_masters():
 
 
 def test_lab_shapes_spread_groups_over_hosts_with_a_sentinel_set():
-    from provision.lab.inventory_file import group_layout
+    from lab.inventory_file import group_layout
     names = [f"lab{i}" for i in range(1, 31)]
     groups, sentinels = group_layout(names, 10)
     assert len(groups) == 10 and sentinels == ["lab1", "lab2", "lab3"]

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from provision import cli
-from provision.lab import hosts as lab_hosts
+from lab import hosts as lab_hosts
 from tests.labtools import (run_on, sentinel_client, client, deploy, master_per_sentinel, settled_after_failover, start_times, variant,
                             verify_failures, wait_for)
 
@@ -93,7 +93,7 @@ def test_deploy_as_a_sudo_user_converges_and_changes_live(lab, lab_inventory, ar
     report, output = deploy(lab, artifact_dir)
     assert report.ok and start_times(lab_inventory) == before, output
     from dataclasses import replace
-    from provision import remote
+    from provision.ssh import remote
     ops = remote.connect(replace(lab_inventory.host("lab1"), user="ops", sudo=True), lab_inventory.controller)
     try:
         local = tmp_path / "users.acl"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lab.hooks import host_reboot
+
 from provision import cli
 
 pytestmark = pytest.mark.lab
@@ -12,7 +14,7 @@ pytestmark = pytest.mark.lab
 @pytest.mark.parametrize("mode", ["kill", "stop", "partition", "restart", "reboot"])
 def test_drill_elects_new_master_loses_no_acknowledged_write_and_old_master_rejoins(lab, deployed_lab, mode):
     lines = []
-    report = cli.drill(str(lab), mode=mode, seconds=8, say=lines.append)
+    report = cli.drill(str(lab), mode=mode, seconds=8, say=lines.append, host_reboot=host_reboot())
     print("\n".join(lines))
     assert report.new_master != report.old_master
     assert report.acknowledged > 50 and report.attempted >= report.acknowledged

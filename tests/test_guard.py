@@ -11,7 +11,8 @@ import textwrap
 
 import pytest
 
-from provision import inventory, plan as planner, render
+from provision import inventory
+from provision.core import plan as planner, render
 from tests.test_inventory import ENVIRONMENT, base, write
 from tests.test_security import nobody_root  # noqa: F401  (fixture)
 

@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 
-from provision import hostlock
+from provision.ssh import hostlock
 
 
 def start_holding(command: str) -> subprocess.Popen:

@@ -9,17 +9,19 @@ import time
 
 import pytest
 
-from provision import cli, hostlock, netns, remote
-from provision.errors import ProvisionError
-from provision.lab import hosts
+from provision import cli
+from provision.ssh import hostlock, netns, remote
+from provision.base.errors import ProvisionError
+from lab import hosts
 from tests.labtools import deploy
 
 pytestmark = pytest.mark.lab
 
 HOLDER = """
 import sys, time
-from provision import cli, hostlock, netns
-from provision.lab import hosts
+from provision import cli
+from provision.ssh import hostlock, netns
+from lab import hosts
 plan = cli.load_plan(sys.argv[1])
 with netns.joined(hosts.BRIDGE_NAMESPACE):
     connections, _ = hostlock.open_locked(plan, "drill")

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from provision.plan import Layout
+from provision.core.plan import Layout
 from provision.steps.services import on_host_alone
 
 
@@ -36,7 +36,7 @@ def test_a_restart_unit_reports_its_output_and_exit_code_when_the_session_lives(
 
 def test_a_command_past_its_timeout_is_killed_on_the_host_with_what_it_started(tmp_path):
     """The controller giving up used to leave the command running on the host."""
-    from provision.remote import _killed_on_host_after
+    from provision.ssh.remote import _killed_on_host_after
     pidfile = tmp_path / "child.pid"
     command = _killed_on_host_after(1, f"sleep 30 & echo $! > {pidfile}; wait")
     started = time.monotonic()
@@ -77,8 +77,8 @@ def _interrupt_after(*delays):
 
 def test_a_first_ctrl_c_says_what_it_waits_for_lets_the_step_finish_and_starts_no_later_wave():
     import pytest
-    from provision import waves
-    from provision.errors import Interrupted
+    from provision.deploy import waves
+    from provision.base.errors import Interrupted
     said, finished, later = [], [], []
     runner = waves.Runner(2, said.append, lambda text: text)
     run = _Run("lab1")
@@ -96,8 +96,8 @@ def test_a_first_ctrl_c_says_what_it_waits_for_lets_the_step_finish_and_starts_n
 
 def test_a_second_ctrl_c_cuts_the_connections_and_aborts():
     import pytest
-    from provision import waves
-    from provision.errors import Interrupted
+    from provision.deploy import waves
+    from provision.base.errors import Interrupted
     runner = waves.Runner(2, lambda _: None, lambda text: text)
     run = _Run("lab1")
     runner.runs["lab1"] = run

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provision import cli, inventory, remote
-from provision.errors import InventoryError
+from provision import cli, inventory
+from provision.ssh import remote
+from provision.base.errors import InventoryError
 
 SHA = "98066f5363504b26c34dd20fbcc3c957990d764cdf42576c836fc021073f4341"
 ENVIRONMENT = {"PA": "admin-password-1", "PR": "replica-password-1", "PS": "sentinel-password-1",
@@ -350,7 +351,7 @@ def test_relative_key_and_known_hosts_are_taken_from_the_inventorys_folder(tmp_p
 
 
 def test_a_data_address_given_as_a_name_is_resolved_once_and_rendered_as_its_ip(tmp_path):
-    from provision import plan as planner, render
+    from provision.core import plan as planner, render
     document = base()
     document["hosts"]["a"]["data_address"] = "redis-a.lan"          # tests' resolver: 10.0.0.21
     built = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
@@ -371,7 +372,7 @@ def test_an_ssh_config_alias_takes_its_data_address_from_hostname(tmp_path):
 
 
 def test_host_and_group_redis_settings_override_the_global_ones_key_by_key(tmp_path):
-    from provision import plan as planner, render
+    from provision.core import plan as planner, render
     document = base()
     document["redis"]["maxmemory"] = "1gb"
     document["redis"]["settings"] = {"maxclients": 5000, "timeout": 300}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from provision import netns
-from provision.lab import golden, hosts as lab_hosts
+from provision.ssh import netns
+from lab import golden, hosts as lab_hosts
 
 pytestmark = pytest.mark.lab
 
@@ -21,7 +21,7 @@ def test_each_host_answers_ssh_with_its_own_hostname(connections):
 
 def test_deploy_user_has_passwordless_sudo(lab_inventory):
     from dataclasses import replace
-    from provision import remote
+    from provision.ssh import remote
     host = replace(lab_inventory.hosts[0], user="ops", sudo=True)
     connection = remote.connect(host, lab_inventory.controller)
     try:
@@ -73,7 +73,7 @@ def test_other_kernel_knobs_are_refused_on_a_host(connections):
 
 
 def test_restart_keeps_files_and_runs_rc_local_again(bare_lab, lab_paths, lab_inventory):
-    from provision import remote
+    from provision.ssh import remote
     host = lab_inventory.host("lab3")
     connection = remote.connect(host, lab_inventory.controller)
     connection.check("probe", "echo kept > /root/marker && printf '#!/bin/sh\\necho boot >> /root/boots\\n' > /etc/rc.local "
@@ -162,8 +162,8 @@ def test_host_keys_are_checked_like_openssh(lab_inventory, tmp_path):
 
     import paramiko
 
-    from provision import remote
-    from provision.errors import HostError
+    from provision.ssh import remote
+    from provision.base.errors import HostError
     host = lab_inventory.host("lab1")
 
     def connect(path, checking="accept-new"):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from provision import cli
-from provision.lab import hosts as lab_hosts
+from lab import hosts as lab_hosts
 from tests.labtools import client, deploy, reload, run_on, sentinel_client, start_times, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab

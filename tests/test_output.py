@@ -10,9 +10,13 @@ from dataclasses import replace
 
 import pytest
 
-from provision import cli, orchestrate, output, remote, status
-from provision.errors import HostError
-from provision.table import format_table
+from provision import cli
+from provision.deploy import orchestrate
+from provision.base import output
+from provision.ssh import remote
+from provision.checks import status
+from provision.base.errors import HostError
+from provision.base.table import format_table
 
 
 def _report(outcomes, masters):
@@ -116,7 +120,7 @@ def test_a_server_that_never_sends_its_banner_is_named_as_such(lab_like_plan):
 
 
 def test_heartbeat_names_the_host_the_step_and_the_running_command(monkeypatch):
-    from provision import waves
+    from provision.deploy import waves
     said: list[str] = []
     monkeypatch.setattr(waves, "HEARTBEAT_SECONDS", 0.05)
     runner = waves.Runner(2, said.append, lambda text: text)
@@ -153,7 +157,7 @@ def test_user_and_port_come_from_ssh_config_unless_the_inventory_names_them(lab_
 def test_heartbeat_survives_a_command_that_ends_while_it_looks(monkeypatch):
     """The step's thread clears current_command when its command ends; the heartbeat reads it
     once, so it never formats a None (which would kill the heartbeat thread for the run)."""
-    from provision import waves
+    from provision.deploy import waves
 
     class FlakyRemote:
         """current_command is set on the first read and gone on the next."""

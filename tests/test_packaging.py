@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 RENDER_A_CONFIG = """
 import sys
-from provision import inventory, plan, render
+from provision import inventory
+from provision.core import plan, render
 built = plan.build(inventory.load(sys.argv[1]))
 node = built.host_plan("a").nodes[0]
 print(render.redis_conf(built, node, None))

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from provision import drill, rolewatch
-from provision.lab import hosts as lab_hosts
+from provision.ops import drill, rolewatch
+from lab import hosts as lab_hosts
 from tests.labtools import client, deploy, master_per_sentinel, run_on, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from provision import inventory, plan as planner, primitives
-from provision.errors import HostError
-from provision.hostrun import HostRun, RunOptions
-from provision.remote import CommandResult, Remote
+from provision import inventory
+from provision.core import plan as planner
+from provision.steps import primitives
+from provision.base.errors import HostError
+from provision.steps.hostrun import HostRun, RunOptions
+from provision.ssh.remote import CommandResult, Remote
 from tests.test_inventory import ENVIRONMENT, base, write
 
 
@@ -107,7 +109,7 @@ def test_an_atomic_write_replaces_a_symlink_instead_of_writing_through_it(local_
 
 
 def test_a_hostile_os_release_cannot_steer_the_artifact_cache_path():
-    from provision.facts import HostFacts
+    from provision.facts.host import HostFacts
     hostile = HostFacts(os_id="../../../../../tmp/evil", os_version="1", arch="x86_64", init_system="bash",
                         active_bin=None, installed_version=None, missing_build_tools=(), package_manager=None,
                         has_redis_user=True)
@@ -211,7 +213,7 @@ def test_nothing_in_a_redis_place_is_written_for_another_owner(local_run, tmp_pa
 def test_a_pidfile_naming_a_process_not_of_the_redis_user_is_not_believed(local_run, tmp_path):
     """The pidfile is the redis user's to write: naming root's process there must not get it
     signalled by root's stop."""
-    from provision import facts
+    from provision.facts import host as facts
     impostor = subprocess.Popen(["bash", "-c", "exec -a redis-server sleep 30"])
     try:
         time.sleep(0.2)
@@ -245,7 +247,7 @@ def test_a_directory_above_install_dir_that_others_can_write_stops_the_layout(tm
 def test_an_uploaded_file_is_installed_whole(tmp_path):
     """The upload's install once piped the copy into only the first command of its list, and
     wrote an empty file (an artifact then failed its sha256 on every host)."""
-    from provision.remote import staged_install_command
+    from provision.ssh.remote import staged_install_command
     staging = tmp_path / "staged"
     staging.write_bytes(b"\x00binary\xffdata" * 1000)
     target = tmp_path / "target"

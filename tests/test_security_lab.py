@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from provision import remote
+from provision.ssh import remote
 from tests.labtools import client, deploy, variant, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from provision import cli, inventory, remote
-from provision.lab.hosts import BRIDGE_ADDRESS
+from provision import cli, inventory
+from provision.ssh import remote
+from lab.hosts import BRIDGE_ADDRESS
 from tests.labtools import deploy, variant
 
 pytestmark = pytest.mark.lab
@@ -70,7 +71,7 @@ def test_deploy_and_verify_pass_through_a_proxyjump_alias_with_no_direct_connect
 
 def test_ssh_agent_is_used_when_the_inventory_names_no_key(lab_inventory, tmp_path, monkeypatch):
     from dataclasses import replace
-    from provision.errors import HostError
+    from provision.base.errors import HostError
     home = tmp_path / "home"                         # no ~/.ssh/id_* and no ~/.ssh/config to fall back on
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from provision import primitives, render
-from provision.facts import HostFacts
-from provision.hostrun import HostRun, RunOptions
+from provision.steps import primitives
+from provision.core import render
+from provision.facts.host import HostFacts
+from provision.steps.hostrun import HostRun, RunOptions
 from provision.steps import node, sentinel, system
 from provision.steps.node import ConfigOutcome
 from provision.steps.sentinel import SentinelOutcome
@@ -33,8 +34,8 @@ def acl_list_of(plan) -> str:
 
 
 def tuned_files(plan, host_plan) -> dict[str, FakeFile]:
-    return {system.SYSCTL_FILE: FakeFile(render.sysctl_file(plan)),
-            system.RC_LOCAL: FakeFile(render.with_rc_local_block(None, render.rc_local_block(plan, host_plan)), 0o755)}
+    return {plan.layout.sysctl_file: FakeFile(render.sysctl_file(plan)),
+            plan.layout.rc_local: FakeFile(render.with_rc_local_block(None, render.rc_local_block(plan, host_plan)), 0o755)}
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def test_a_replica_started_without_a_restart_is_waited_for_in_a_later_wave_not_i
     batch at a time, each batch paying the master's diskless-sync delay."""
     from types import SimpleNamespace
 
-    from provision import orchestrate
+    from provision.deploy import orchestrate
     from provision.steps import node
     calls: list[str] = []
     monkeypatch.setattr(node, "ensure_acl_file", lambda run: False)

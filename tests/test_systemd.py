@@ -1,7 +1,7 @@
 """Where systemd is PID 1, Redis and Sentinel run as units the tool writes; the pure parts."""
 from __future__ import annotations
 
-from provision import render
+from provision.core import render
 from provision.steps import services
 
 

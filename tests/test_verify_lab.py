@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provision import cli
-from provision.lab import hosts as lab_hosts
+from lab import hosts as lab_hosts
 from tests.labtools import run_on, client, deploy, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab

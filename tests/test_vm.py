@@ -10,8 +10,10 @@ import time
 import pytest
 import yaml
 
-from provision import cli, drill, netns
-from provision.lab import golden, vm
+from provision import cli
+from provision.ops import drill
+from provision.ssh import netns
+from lab import golden, vm
 from tests.labtools import client, master_per_sentinel, run_on, verify_failures, wait_for
 from tests.test_restart_lab import assert_nothing_lost
 
@@ -37,7 +39,7 @@ def vm_artifacts(request, artifact_dir, lab_paths):
     compile, a compile under emulation takes half an hour); run alone, the tier builds it once on
     the namespace lab. The namespace lab is taken down before the VMs boot: idle, it keeps most of
     a core busy, which the emulated VMs need."""
-    from provision.lab import hosts as lab_hosts
+    from lab import hosts as lab_hosts
     if not artifact_is_warm(artifact_dir):
         lab = request.getfixturevalue("lab")
         print("vm tier: building the Redis artifact once on the namespace lab", flush=True)
@@ -154,7 +156,7 @@ def test_a_real_reboot_of_a_replica_then_of_the_master_loses_nothing(vms, vm_net
 def test_a_crashed_master_is_restarted_by_systemd_only_as_a_replica(vms, vm_network):
     """Restart=on-failure brings the process back through the start guard (ExecStartPre): the
     sentinels fail it over first, and it never serves as a master beside the new one."""
-    from provision import rolewatch
+    from provision.ops import rolewatch
     plan = cli.load_plan(str(vms))
     inventory, group = plan.inventory, plan.inventory.groups[0]
     master = master_of(inventory)

@@ -13,11 +13,11 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-from provision.digest import sha256_of_file
-from provision.errors import HostError
-from provision.facts import HostFacts, active_version
-from provision.hostrun import HostRun
-from provision.state import HostState
+from provision.base.digest import sha256_of_file
+from provision.base.errors import HostError
+from provision.facts.host import HostFacts, active_version
+from provision.steps.hostrun import HostRun
+from provision.core.state import HostState
 from provision.steps.node import save_state
 
 BUILD_PACKAGES = {"apt-get": "build-essential tar coreutils pkg-config libsystemd-dev",

@@ -11,14 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from provision import primitives, rediscli, render
-from provision.errors import HostError
-from provision.hostrun import HostRun
-from provision.plan import Plan
-from provision.preflight import Monitored
-from provision.remote import Remote
+from provision.steps import primitives
+from provision.facts import rediscli
+from provision.core import render
+from provision.base.errors import HostError
+from provision.steps.hostrun import HostRun
+from provision.core.plan import Plan
+from provision.facts.topology import Monitored
+from provision.ssh.remote import Remote
 from provision.steps import services
-from provision.steps.system import RC_LOCAL
 
 DOWN_FLAGS = frozenset({"s_down", "o_down", "disconnected"})
 
@@ -64,9 +65,9 @@ def retire(run: HostRun, monitored: tuple[Monitored, ...]) -> None:
         if not run.options.check:
             run.remote.run("systemctl disable --quiet " + " ".join(units))
     if run.host_plan.retiring:
-        current = primitives.read_file(run, RC_LOCAL)
+        current = primitives.read_file(run, run.layout.rc_local)
         if current is not None and render.RC_LOCAL_BEGIN in current:
-            primitives.ensure_file(run, RC_LOCAL, render.without_rc_local_block(current), 0o755)
+            primitives.ensure_file(run, run.layout.rc_local, render.without_rc_local_block(current), 0o755)
 
 
 @dataclass(frozen=True)

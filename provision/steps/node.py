@@ -9,13 +9,16 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from provision import confparse, directives, primitives, rediscli, render, topology
-from provision import facts as host_facts
-from provision import state as host_state
-from provision.errors import HostError
-from provision.hostrun import HostRun
+from provision.core import confparse, render
+from provision.base import directives
+from provision.steps import primitives
+from provision.facts import rediscli, topology
+from provision.facts import host as host_facts
+from provision.core import state as host_state
+from provision.base.errors import HostError
+from provision.steps.hostrun import HostRun
 from provision.inventory import Host
-from provision.plan import NodePlan, node_redis
+from provision.core.plan import NodePlan, node_redis
 from provision.steps import services
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from provision import confparse, directives, primitives, rediscli, render
-from provision.confparse import Directive
-from provision.errors import HostError
-from provision.hostrun import HostRun
+from provision.core import confparse, render
+from provision.base import directives
+from provision.steps import primitives
+from provision.facts import rediscli
+from provision.core.confparse import Directive
+from provision.base.errors import HostError
+from provision.steps.hostrun import HostRun
 from provision.steps import services
 
 OTHER_MASTER_GRACE_SECONDS = 10.0

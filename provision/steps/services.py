@@ -5,11 +5,13 @@ from __future__ import annotations
 import shlex
 import time
 
-from provision import facts, primitives, rediscli, render
-from provision.errors import HostError
-from provision.hostrun import HostRun
-from provision.plan import Layout
-from provision.remote import Remote, as_user_command
+from provision.facts import host as facts, rediscli
+from provision.steps import primitives
+from provision.core import render
+from provision.base.errors import HostError
+from provision.steps.hostrun import HostRun
+from provision.core.plan import Layout
+from provision.ssh.remote import Remote, as_user_command
 
 
 def running_pid(run: HostRun, port: int | None) -> int | None:
@@ -72,8 +74,7 @@ def guard_story(output: str) -> list[str]:
 def log_tail(run: HostRun, port: int | None) -> str:
     """The log's last lines, read as the redis user: it owns the log directory and could have put
     a link to a root-only file there, whose text would end up in the error and every log."""
-    name = "sentinel.log" if port is None else f"redis-{port}.log"
-    return run.remote.run(as_user_command(primitives.REDIS_USER, f"tail -n 15 {shlex.quote(run.layout.log_dir + '/' + name)}")).stdout
+    return run.remote.run(as_user_command(primitives.REDIS_USER, f"tail -n 15 {shlex.quote(run.layout.log_file(port))}")).stdout
 
 
 STOP_WAIT_SECONDS = 30

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import shlex
 
-from provision import facts, primitives, render
-from provision.hostrun import HostRun
+from provision.facts import host as facts
+from provision.steps import primitives
+from provision.core import render
+from provision.steps.hostrun import HostRun
 from provision.steps import services
 
-SYSCTL_FILE = "/etc/sysctl.d/90-redis-provision.conf"
-RC_LOCAL = "/etc/rc.local"
 
 
 def tune(run: HostRun) -> None:
     system = run.plan.inventory.system
     run.begin("tune")
-    primitives.ensure_file(run, SYSCTL_FILE, render.sysctl_file(run.plan), 0o644)
+    primitives.ensure_file(run, run.layout.sysctl_file, render.sysctl_file(run.plan), 0o644)
     live = facts.sysctl_values(run.remote, [key for key, _ in system.sysctl])
     for key, wanted in system.sysctl:
         current = live[key]
@@ -27,15 +27,14 @@ def tune(run: HostRun) -> None:
             run.record(f"set {path} to {system.transparent_hugepage} now (was {mode})")
             if not run.options.check:
                 run.remote.check(run.step, f"echo {shlex.quote(system.transparent_hugepage)} > {path}")
-    current_rc = primitives.read_file(run, RC_LOCAL)
+    current_rc = primitives.read_file(run, run.layout.rc_local)
     systemd = services.uses_systemd(run)
     wanted_rc = render.with_rc_local_block(current_rc, render.rc_local_block(run.plan, run.host_plan, systemd))
-    primitives.ensure_file(run, RC_LOCAL, wanted_rc, 0o755)
+    primitives.ensure_file(run, run.layout.rc_local, wanted_rc, 0o755)
     if systemd:
         ensure_units(run)
 
 
-UNIT_DIR = "/etc/systemd/system"
 
 
 def ensure_units(run: HostRun) -> None:
@@ -44,7 +43,7 @@ def ensure_units(run: HostRun) -> None:
     units = render.unit_files(run.plan, run.host_plan)
     changed = False
     for name, text in units.items():
-        changed |= primitives.ensure_file(run, f"{UNIT_DIR}/{name}", text, 0o644)
+        changed |= primitives.ensure_file(run, run.layout.unit_file(name), text, 0o644)
     if changed and not run.options.check:
         run.remote.check(run.step, "systemctl daemon-reload")
     names = list(units)

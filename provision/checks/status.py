@@ -1,0 +1,125 @@
+"""The live topology of each group, as the nodes and the Sentinels report it right now.
+Shared by `invoke status`, `invoke failover` and `invoke drill`."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from provision.facts import rediscli, topology
+from provision.core.plan import Plan
+from provision.ssh.remote import Remote
+from provision.base.table import format_table
+
+
+@dataclass(frozen=True)
+class NodeView:
+    host: str
+    group: str
+    role: str            # master / slave / down
+    master_host: str | None
+    link: str | None
+    offset: int | None
+    lag: int | None      # seconds, as the master reports it
+
+
+@dataclass(frozen=True)
+class SentinelView:
+    host: str
+    group: str
+    master_address: str | None
+    flags: str
+    replicas: int | None
+    other_sentinels: int | None
+
+
+@dataclass(frozen=True)
+class GroupView:
+    group: str
+    nodes: tuple[NodeView, ...]
+    sentinels: tuple[SentinelView, ...]
+
+    @property
+    def sentinel_master(self) -> str | None:
+        """The address a majority of the group's sentinels name as master, if any."""
+        said = topology.agreement([view.master_address for view in self.sentinels], len(self.sentinels))
+        return said.address if said.has_majority else None
+
+
+def view(plan: Plan, connections: dict[str, Remote]) -> tuple[GroupView, ...]:
+    groups = []
+    for group in plan.inventory.groups:
+        nodes = []
+        master_lags = {}
+        for name in group.members:
+            host = plan.inventory.host(name)
+            connection = connections.get(name)
+            if connection is None:
+                nodes.append(NodeView(name, group.name, "unreachable", None, None, None, None))
+                continue
+            result = rediscli.call(connection, plan.layout, host.data_address, group.port, ["INFO", "replication"],
+                                   user=plan.inventory.acl.admin, timeout=3)
+            info = rediscli.parse_info(result.stdout)
+            if "role" not in info:
+                nodes.append(NodeView(name, group.name, "down", None, None, None, None))
+                continue
+            if info["role"] == "master":
+                for address, replica in rediscli.replicas_in_info(info).items():
+                    master_lags[address] = int(replica.get("lag", -1))
+            master = plan.host_by_data_address(info.get("master_host", "")) if info.get("master_host") else None
+            offset = info.get("slave_repl_offset") or info.get("master_repl_offset")
+            nodes.append(NodeView(name, group.name, info["role"], master.name if master else info.get("master_host"),
+                                  info.get("master_link_status"), int(offset) if offset else None, None))
+        nodes = [NodeView(n.host, n.group, n.role, n.master_host, n.link, n.offset,
+                          master_lags.get(plan.inventory.host(n.host).data_address)) for n in nodes]
+        sentinels = []
+        for name in plan.inventory.sentinels:
+            host = plan.inventory.host(name)
+            connection = connections.get(name)
+            if connection is None:
+                sentinels.append(SentinelView(name, group.name, None, "unreachable", None, None))
+                continue
+            result = rediscli.sentinel_call(connection, plan, host, ["SENTINEL", "MASTER", group.name], timeout=3)
+            state = rediscli.parse_pairs(result.stdout) if result.ok and not rediscli.reply_error(result) else {}
+            sentinels.append(SentinelView(name, group.name, state.get("ip"), state.get("flags", "down"),
+                                          int(state["num-slaves"]) if "num-slaves" in state else None,
+                                          int(state["num-other-sentinels"]) if "num-other-sentinels" in state else None))
+        groups.append(GroupView(group.name, tuple(nodes), tuple(sentinels)))
+    return tuple(groups)
+
+
+def format_view(plan: Plan, groups: tuple[GroupView, ...], unreachable: dict[str, str]) -> str:
+    lines = []
+    for group in groups:
+        master_address = group.sentinel_master
+        master = plan.host_by_data_address(master_address) if master_address else None
+        lines.append(f"group {group.group}: master {master.name if master else '?'} ({master_address or 'no sentinel majority'})")
+        lines += format_table(("NODE", "ROLE", "OF", "LINK", "OFFSET", "LAG"),
+                              [(node.host, node.role, node.master_host, node.link, node.offset,
+                                None if node.lag is None else f"{node.lag}s") for node in group.nodes],
+                              right=frozenset({4, 5}), indent="  ")
+        lines += format_table(("SENTINEL", "SEES MASTER", "FLAGS", "REPLICAS", "PEERS"),
+                              [(sentinel.host, sentinel.master_address, sentinel.flags, sentinel.replicas,
+                                sentinel.other_sentinels) for sentinel in group.sentinels],
+                              right=frozenset({3, 4}), indent="  ")
+    for name, reason in unreachable.items():
+        lines.append(f"unreachable: {name}: {reason}")
+    return "\n".join(lines)
+
+
+def healthy(groups: tuple[GroupView, ...], unreachable: dict[str, str]) -> bool:
+    """Every host answered and a sentinel majority names a master in every group."""
+    return not unreachable and all(group.sentinel_master for group in groups)
+
+
+def format_json(plan: Plan, groups: tuple[GroupView, ...], unreachable: dict[str, str]) -> str:
+    """The same view for a program: groups in inventory order, hosts in inventory order."""
+    document = {"ok": healthy(groups, unreachable), "groups": [],
+                "unreachable": {name: unreachable[name] for name in sorted(unreachable)}}
+    for group in groups:
+        master_address = group.sentinel_master
+        master = plan.host_by_data_address(master_address) if master_address else None
+        document["groups"].append({"group": group.group, "master": master.name if master else None,
+                                   "master_address": master_address,
+                                   "nodes": [asdict(node) for node in group.nodes],
+                                   "sentinels": [asdict(sentinel) for sentinel in group.sentinels]})
+    return json.dumps(document, indent=2)

@@ -1,0 +1,68 @@
+"""Load and validate an inventory file, before any host is touched.
+
+Every problem is reported at once, each as `file:line: key.path: what was expected`, because an
+operator fixing a 200-line inventory one error per run is the failure mode this prevents.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from provision.base.errors import InventoryError
+from provision.inventory.masking import secret_masker
+from provision.inventory.model import (Acl, AclUser, Controller, Group, Host, Inventory, RedisOverrides,
+                                       RedisSettings, Secret, Source, System, password_hash)
+from provision.inventory.sections import (Section, dangerous_problems, read_acl, read_controller, read_groups,
+                                          read_hosts, read_redis, read_system)
+from provision.inventory.sshconfig import load_ssh_config, resolve_ipv4
+from provision.inventory.topology import check_topology
+from provision.inventory.values import VERSION_PATTERN, setting_value_problem
+from provision.inventory.yamlsource import MAX_INVENTORY_BYTES, Problems, parse_yaml
+
+__all__ = ["Acl", "AclUser", "Controller", "Group", "Host", "Inventory", "RedisOverrides", "RedisSettings",
+           "Secret", "Source", "System", "VERSION_PATTERN", "load", "password_hash", "secret_masker",
+           "setting_value_problem"]
+
+
+TOP_LEVEL_KEYS = ("controller", "hosts", "redis", "groups", "sentinels", "acl", "system")
+
+
+def load(path: str | os.PathLike, environment: dict[str, str] | None = None,
+         resolve: Callable[[str], str | None] | None = None) -> Inventory:
+    """Read and validate an inventory; raise InventoryError listing every problem."""
+    path = str(path)
+    environment = dict(os.environ) if environment is None else environment
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise InventoryError([f"{path}: cannot read the inventory: {error.strerror}"]) from None
+    if len(raw) > MAX_INVENTORY_BYTES:
+        raise InventoryError([f"{path}: {len(raw)} bytes; an inventory is refused above {MAX_INVENTORY_BYTES}"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise InventoryError([f"{path}:{line}: not UTF-8 text (byte {raw[error.start]:#04x})"]) from None
+    data, lines, duplicates = parse_yaml(path, text)
+    problems = Problems(path, lines)
+    for key_path, line in duplicates:
+        problems.items.append(f"{path}:{line}: {'.'.join(map(str, key_path))}: duplicate key (YAML would silently "
+                              "keep only the last one)")
+    top = Section(problems, (), data, "the inventory")
+    base_dir = Path(path).resolve().parent
+    controller = read_controller(problems, top.get("controller", dict, {}), base_dir)
+    hosts = read_hosts(problems, top.get("hosts", dict, {}), base_dir, load_ssh_config(controller),
+                        resolve or resolve_ipv4)
+    redis = read_redis(problems, top.get("redis", dict, what="version and source"), base_dir)
+    groups = read_groups(problems, top.get("groups", dict, {}), redis.port if redis else None)
+    sentinels = check_topology(problems, hosts, groups, top.get("sentinels", list, []), redis)
+    acl = read_acl(problems, top.get("acl", dict, what="admin, replication and sentinel users"), base_dir,
+                    environment)
+    system = read_system(problems, top.get("system", dict, {}))
+    dangerous_problems(problems, data)
+    top.finish()
+    if problems.items:
+        raise InventoryError(problems.items)
+    return Inventory(path=path, hosts=hosts, redis=redis, groups=groups, sentinels=sentinels, acl=acl,
+                     system=system, controller=controller)

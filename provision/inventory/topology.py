@@ -1,0 +1,70 @@
+"""Checks across sections: hosts, groups and sentinels agree, and the quorum can authorise a failover."""
+from __future__ import annotations
+
+from provision.inventory.model import Group, Host, RedisSettings
+from provision.inventory.sections import type_name
+from provision.inventory.yamlsource import Problems
+
+
+def check_topology(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Group, ...],
+                    sentinels: list, redis: RedisSettings | None) -> tuple[str, ...]:
+    host_names = {host.name for host in hosts}
+    absent = {host.name for host in hosts if host.absent}
+    for group in groups:
+        for index, member in enumerate(group.members):
+            if member in absent:
+                where = ("groups", group.name, "master") if index == 0 else ("groups", group.name, "replicas", index - 1)
+                problems.add(where, f"{member!r} is state: absent (being retired); take it out of the group")
+        if group.master not in host_names:
+            problems.add(("groups", group.name, "master"), f"unknown host {group.master!r}; hosts are "
+                                                           f"{', '.join(sorted(host_names))}")
+        for index, replica in enumerate(group.replicas):
+            if replica not in host_names:
+                problems.add(("groups", group.name, "replicas", index), f"unknown host {replica!r}")
+    used_ports: dict[tuple[str, int], str] = {}
+    for group in groups:
+        for member in group.members:
+            if (member, group.port) in used_ports:
+                problems.add(("groups", group.name, "port"),
+                             f"host {member!r} already serves group {used_ports[(member, group.port)]!r} on port "
+                             f"{group.port}; give one of the groups its own port")
+            used_ports[(member, group.port)] = group.name
+            if redis is not None and group.port == redis.sentinel_port:
+                problems.add(("groups", group.name, "port"), f"{group.port} is the Sentinel port")
+        for other in groups:
+            if other is not group and group.master in other.replicas and group.port == other.port:
+                problems.add(("groups", group.name, "master"),
+                             f"{group.master!r} is also a replica in group {other.name!r} on the same port")
+    sentinel_names: list[str] = []
+    if not isinstance(sentinels, list):
+        problems.add(("sentinels",), "expected a list of the hosts that run a Sentinel")
+        return ()
+    for index, name in enumerate(sentinels):
+        if not isinstance(name, str):
+            problems.add(("sentinels", index), f"expected a host name, got {type_name(name)}")
+        elif name not in host_names:
+            problems.add(("sentinels", index), f"unknown host {name!r}")
+        elif name in absent:
+            problems.add(("sentinels", index), f"{name!r} is state: absent (being retired); take it out of sentinels")
+        elif name in sentinel_names:
+            problems.add(("sentinels", index), f"{name!r} is listed twice")
+        else:
+            sentinel_names.append(name)
+    count = len(sentinel_names)
+    if count < 3:
+        problems.add(("sentinels",), f"{count} sentinel(s); at least 3 on separate hosts are needed so that a "
+                                     "majority survives the loss of one")
+        return tuple(sentinel_names)
+    majority = count // 2 + 1
+    for group in groups:
+        if group.quorum > count:
+            problems.add(("groups", group.name, "quorum"),
+                         f"quorum {group.quorum} is larger than the {count} sentinels: the master could never be "
+                         "agreed down")
+            continue
+        surviving = count - sum(1 for name in sentinel_names if name == group.master)
+        if surviving < max(group.quorum, majority):
+            problems.add(("groups", group.name, "quorum"),
+                         f"when {group.master!r} fails, {surviving} sentinel(s) remain; a failover needs the quorum "
+                         f"({group.quorum}) and a majority of all sentinels ({majority}) to authorise it")
+    return tuple(sentinel_names)
