@@ -95,6 +95,24 @@ def stale_entries(plan: Plan, group, replicas: list[dict], sentinels: list[dict]
     return down, up
 
 
+def entry_address(entry: str) -> str:
+    """The address in a stale entry ("replica 10.0.0.4:6379", "sentinel 10.0.0.4")."""
+    where = entry.split(" ", 1)[1]
+    return where.rsplit(":", 1)[0] if entry.startswith("replica ") else where
+
+
+def what_to_forget(plan: Plan, down: list[str], up: list[str], check: bool) -> tuple[list[str], list[str]]:
+    """(to forget by a RESET, still running): a group is reset on a sentinel only when nothing
+    stale there still runs, since a RESET would find a running one again and the wait for the
+    inventory's counts would fail. In check mode, what runs on one of the inventory's hosts
+    counts as down: this run's retire wave stops it before the forget wave."""
+    if check:
+        addresses = {host.data_address for host in plan.inventory.hosts}
+        stopped = [entry for entry in up if entry_address(entry) in addresses]
+        down, up = down + stopped, [entry for entry in up if entry not in stopped]
+    return ([] if up else down), up
+
+
 def forget_departed(plan: Plan, remotes: dict[str, Remote], say, check: bool = False,
                     settle_seconds: float = 15) -> list[Forgotten]:
     """For each sentinel in turn, each group: when it knows a replica or sentinel the inventory
@@ -126,22 +144,23 @@ def forget_departed(plan: Plan, remotes: dict[str, Remote], say, check: bool = F
                 if not up or check or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
-            if check:
-                down, up = down + up, []      # what this run would stop first
-                say(f"{host.name}: forget: sentinel knows {', '.join(up)} in group {group.name}, not in the inventory "
-                    "and still running: mark its host `state: absent` (or stop it) and deploy again")
+            forget, running = what_to_forget(plan, down, up, check)
+            if running:
+                say(f"{host.name}: forget: sentinel knows {', '.join(running)} in group {group.name}, not in the "
+                    "inventory and still running: mark its host `state: absent` (or stop it) and deploy again; "
+                    "nothing reset there (a RESET would find it again)")
                 continue
-            if not down:
+            if not forget:
                 continue
-            say(f"{host.name}: forget: {'would ' if check else ''}SENTINEL RESET {group.name} (forgets {', '.join(down)})")
+            say(f"{host.name}: forget: {'would ' if check else ''}SENTINEL RESET {group.name} (forgets {', '.join(forget)})")
             if check:
-                done.append(Forgotten(host.name, group.name, tuple(down), 0.0))
+                done.append(Forgotten(host.name, group.name, tuple(forget), 0.0))
                 continue
             started = time.monotonic()
             call(["SENTINEL", "RESET", group.name])
             _wait_rediscovered(host.name, group, expected_sentinels, lambda: rediscli.parse_pairs(
                 call(["SENTINEL", "MASTER", group.name])))
-            done.append(Forgotten(host.name, group.name, tuple(down), time.monotonic() - started))
+            done.append(Forgotten(host.name, group.name, tuple(forget), time.monotonic() - started))
     return done
 
 
