@@ -1,6 +1,8 @@
 """A stand-in for remote.Remote in unit tests of the steps: it records every command sent, keeps
 a small file system for the file primitives (read, state, atomic write), and answers every other
-command from a table of (regex, stdout, exit code), first match wins. Unit tests only: a feature
+command from a table of (regex, stdout, exit code), first match wins. A command nothing answers
+fails the test (UnknownCommand): a reworded primitive must not pass by getting "exit 0, no
+output" from a stand-in that did not understand it. Unit tests only: a feature
 is proven on the lab, a step's command sequence is shown here."""
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ from dataclasses import dataclass, field
 from provision.base.errors import HostError
 from provision.inventory import Host
 from provision.ssh.remote import CommandResult
+
+
+class UnknownCommand(AssertionError):
+    pass
 
 
 @dataclass
@@ -53,7 +59,7 @@ class FakeRemote:
         for pattern, stdout, exit_code in self.answers:
             if re.search(pattern, command):
                 return CommandResult(command, exit_code, stdout, "" if exit_code == 0 else "failed")
-        return CommandResult(command, 0, "", "")
+        raise UnknownCommand(f"{self.name}: the fake host has no answer for: {command}")
 
     def check(self, step: str, command: str, stdin: str | None = None, timeout: float | None = None) -> CommandResult:
         result = self.run(command, stdin=stdin, timeout=timeout)

@@ -24,6 +24,14 @@ THP_NEVER = ("transparent_hugepage/enabled", "always madvise [never]\nalways mad
 NOT_RUNNING = (r"p=\$\(cat \S+/redis-6379.pid", "", 1)
 RUNNING = (r"p=\$\(cat \S+/redis-6379.pid", "1234\n", 0)
 SENTINEL_RUNNING = (r"p=\$\(cat \S+/sentinel.pid", "2345\n", 0)
+SYSCTL_SET = (r"^sysctl -q -w ", "", 0)
+THP_SET = (r"^echo never > /sys/kernel/mm/transparent_hugepage/(enabled|defrag)$", "", 0)
+# A fresh host for layout: the install dir's parents are root's 755, none of its dirs exist yet.
+ANCESTORS_SAFE = (r"^stat -L -c '%n %U %a' /app /$", "/app root 755\n/ root 755\n", 0)
+NO_DIRS_YET = (r"^for d in /app/redis .*stat -c '%n %a %U %G'", "", 0)
+FRESH_LAYOUT = (ANCESTORS_SAFE, NO_DIRS_YET, (r"^useradd --system ", "", 0), (r"^mkdir -p /app/redis ", "", 0))
+KEEPER_RUNNING = (r"^\[ -e /app/redis/boot/keep-redis-6379.lock \] && ! flock -n ", "", 0)
+SENTINEL_ANSWERS_OK = (r"redis-cli --user admin -h 10.77.0.12 -p 26379", "OK\n", 0)
 
 
 def acl_list_of(plan) -> str:
@@ -58,11 +66,12 @@ ROWS = [
         sent=(r"^sysctl -n net.core.somaxconn net.ipv4.tcp_max_syn_backlog vm.overcommit_memory$",),
         never_sent=(r"sysctl -q -w", r"^echo ")),
     Row("tune sets a drifted sysctl now, and only that one",
-        lambda run, plan: system.tune(run), answers=(("sysctl -n", "128\n1024\n1\n", 0), THP_NEVER), files=tuned_files,
+        lambda run, plan: system.tune(run), answers=(("sysctl -n", "128\n1024\n1\n", 0), THP_NEVER, SYSCTL_SET), files=tuned_files,
         sent=(r"^sysctl -q -w net.core.somaxconn=1024$",), never_sent=(r"sysctl -q -w vm", r"sysctl -q -w net.ipv4")),
     Row("tune turns transparent huge pages off now",
         lambda run, plan: system.tune(run),
-        answers=(TUNED_SYSCTL, ("transparent_hugepage/enabled", "[always] madvise never\nalways [madvise] never\n", 0)),
+        answers=(TUNED_SYSCTL, ("transparent_hugepage/enabled", "[always] madvise never\nalways [madvise] never\n", 0),
+                 THP_SET),
         files=tuned_files,
         sent=(r"^echo never > /sys/kernel/mm/transparent_hugepage/enabled$",
               r"^echo never > /sys/kernel/mm/transparent_hugepage/defrag$")),
@@ -70,13 +79,14 @@ ROWS = [
         lambda run, plan: system.tune(run), answers=(("sysctl -n", "128\n1024\n0\n", 0), THP_NEVER), check=True,
         sent=(r"^sysctl -n ",), never_sent=(r"sysctl -q -w", r"^echo ")),
     Row("layout creates the redis user when the facts say it is missing",
-        lambda run, plan: system.layout(run), facts=replace(FACTS, has_redis_user=False),
+        lambda run, plan: system.layout(run), facts=replace(FACTS, has_redis_user=False), answers=FRESH_LAYOUT,
         sent=(r"^useradd --system --user-group .* redis$", r"mkdir -p /app/redis ")),
     Row("layout in check mode creates neither user nor directories",
         lambda run, plan: system.layout(run), facts=replace(FACTS, has_redis_user=False), check=True,
+        answers=FRESH_LAYOUT,
         never_sent=(r"useradd", r"mkdir")),
     Row("layout writes the start guard and its password root-only, in a root-only directory",
-        lambda run, plan: system.layout(run),
+        lambda run, plan: system.layout(run), answers=FRESH_LAYOUT,
         sent=(r"mkdir -p /app/redis/boot && chown -h root:root /app/redis/boot && chmod 700 /app/redis/boot",),
         written={"/app/redis/boot/start-redis": (0o700, "root"), "/app/redis/boot/sentinel.auth": (0o600, "root")}),
     Row("a stopped node of a new group starts through start-redis, told its master",
@@ -96,12 +106,12 @@ ROWS = [
         never_sent=(r"^kill -TERM",)),
     Row("a running node with nothing to change is left alone",
         lambda run, plan: node.ensure_running(run, run.host_plan.nodes[0], ConfigOutcome(False, "", (), ()), False),
-        answers=lambda plan: (RUNNING, (r"ACL LIST$", acl_list_of(plan), 0)),
+        answers=lambda plan: (RUNNING, (r"ACL LIST$", acl_list_of(plan), 0), KEEPER_RUNNING),
         never_sent=(r"kill -TERM", r"start-redis")),
     Row("a sentinel learns a new group live with SENTINEL MONITOR",
         lambda run, plan: sentinel.ensure_running(run, SentinelOutcome((), ("mymaster",), False),
                                                   {"mymaster": "10.77.0.11"}),
-        answers=(SENTINEL_RUNNING, (r"SENTINEL", "OK\n", 0)),
+        answers=(SENTINEL_RUNNING, (r"SENTINEL", "OK\n", 0), SENTINEL_ANSWERS_OK),
         sent=(r"SENTINEL MONITOR mymaster 10.77.0.11 6379 2$",),
         on_stdin=(r'^\S+\n"SENTINEL" "SET" "mymaster" "auth-user" "sentinel" "auth-pass" "sentinel-password-1"',),
         never_sent=(r"runuser .*redis-sentinel", r"SENTINEL SET")),
