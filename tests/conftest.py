@@ -17,18 +17,18 @@ LAB_HOST_COUNT = 3
 
 
 def pytest_collection_modifyitems(items):
-    """Unit tests first, then the lab tier (its modules in any order: each one sets up the state
+    """Unit tests first, then the slow tier (pip installs), then the lab tier (its modules in any order: each one sets up the state
     it needs with bare_lab or deployed_lab), then the VM tier (its artifact cache warmed by the
     lab tier); lab_teardown tests last of all."""
     def rank(item):
         return (item.get_closest_marker("lab_teardown") is not None, item.get_closest_marker("vm") is not None,
-                item.get_closest_marker("lab") is not None)
+                item.get_closest_marker("lab") is not None, item.get_closest_marker("slow") is not None)
     items.sort(key=rank)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab_teardown: runs last, takes the session's lab down")
-    config.addinivalue_line("markers", "vm: the VM tier (opt-in, REDIS_PROVISION_VM=1; not in .ci/run)")
+    config.addinivalue_line("markers", "vm: the VM tier (qemu VMs; runs when REDIS_PROVISION_VM=1)")
 
 
 #: the only names the tests resolve; nothing is ever asked of a real DNS server

@@ -14,6 +14,8 @@ from tests.test_inventory import ENVIRONMENT, base
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.slow
+
 RENDER_A_CONFIG = """
 import sys
 from provision import inventory
