@@ -211,3 +211,23 @@ def test_a_replica_started_without_a_restart_is_waited_for_in_a_later_wave_not_i
     assert calls == ["start", "wait for link"] and run.pending_links == []
     names = [wave.name for wave in orchestrate.WAVES]
     assert names.index("replica links") == names.index("replicas") + 1
+
+
+@pytest.mark.parametrize("outcome", [
+    SentinelOutcome((), ("mymaster",), False),
+    SentinelOutcome((), (), False, ("oldgroup",)),
+], ids=["a new group", "a dropped group"])
+def test_check_mode_records_exactly_what_a_real_run_does(outcome, lab_like_plan):
+    """Check mode is the same description as the real run, not a copy of it (the copy had lost
+    SENTINEL MONITOR's port and quorum)."""
+    actions = {}
+    for check in (True, False):
+        host_plan = lab_like_plan.host_plan("lab2")
+        fake = FakeRemote(host_plan.host, answers=[SENTINEL_RUNNING, SENTINEL_ANSWERS_OK])
+        run = HostRun(fake, lab_like_plan, host_plan, RunOptions(check=check), lambda _: None)
+        run.facts = FACTS
+        sentinel.ensure_running(run, outcome, {"mymaster": "10.77.0.11"})
+        actions[check] = [change.action for change in run.changes]
+    assert actions[True] == actions[False] and actions[True]
+    if outcome.new_groups:
+        assert actions[True] == ["SENTINEL MONITOR mymaster 10.77.0.11 6379 2"]

@@ -122,6 +122,15 @@ def sentinel_default(option: str) -> str | None:
     return info.sentinel_default if info else None
 
 
+def sentinel_command_secret(args: list[str]) -> bool:
+    """A command to a sentinel that carries a secret: SENTINEL SET or CONFIG SET of an option the
+    table marks secret, or ACL SETUSER (its rules hold the password's hash)."""
+    if [word.upper() for word in args[:2]] == ["ACL", "SETUSER"]:
+        return True
+    secret_options = {info.words[1] for info in SENTINEL if info.secret and len(info.words) == 2}
+    return any(word in secret_options for word in args[2:])
+
+
 def secret_names() -> tuple[tuple[str, ...], ...]:
     """Leading words of the lines whose value is a secret, in either file."""
     return tuple(sorted({info.words for info in (*REDIS, *SENTINEL) if info.secret and info.name != "user"}))

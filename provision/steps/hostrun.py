@@ -74,3 +74,26 @@ class HostRun:
             self.changes.append(Change(self.name, self.step, action, diff))
         verb = "would " if self.options.check else ""
         self.say(f"{self.name}: {self.step}: {verb}{action}")
+
+    def act(self, action: str, command: str | Callable[[], object] | None = None, *, stdin: str | None = None,
+            timeout: float | None = None, before: str | None = None, after: str | None = None, path: str = ""):
+        """The one place a step changes a host: the action is described once, recorded (with
+        --check as what would be done) and, unless --check, done: `command` is a shell command
+        (its stdin carries any secret, never the action or argv), or a callable for an action of
+        several commands. Returns what the command returned, None under --check."""
+        self.record(action, before=before, after=after, path=path)
+        if self.options.check or command is None:
+            return None
+        if callable(command):
+            return command()
+        return self.remote.check(self.step, command, stdin=stdin, timeout=timeout)
+
+    def act_quietly(self, command: str | Callable[[], object], *, stdin: str | None = None,
+                    timeout: float | None = None):
+        """What follows from a change already recorded (a daemon-reload after a unit file was
+        written): done unless --check, not a change of its own."""
+        if self.options.check:
+            return None
+        if callable(command):
+            return command()
+        return self.remote.check(self.step, command, stdin=stdin, timeout=timeout)

@@ -55,15 +55,12 @@ def retire(run: HostRun, monitored: tuple[Monitored, ...]) -> None:
     for port, why in unwanted_processes(run, monitored):
         what = "redis-sentinel" if port is None else f"redis-server :{port}"
         kept = "" if port is None else f"; its data stays in {run.layout.node_data_dir(port)}"
-        run.record(f"stop {what} ({why}{kept})")
-        if not run.options.check:
-            services.stop(run, port)
+        run.act(f"stop {what} ({why}{kept})", lambda port=port: services.stop(run, port))
     if run.host_plan.retiring and services.uses_systemd(run):
         units = [render.SENTINEL_UNIT] + [render.server_unit_name(process.port) for process in run.facts.processes
                                           if not process.sentinel]
-        run.record(f"systemctl disable {' '.join(units)} (data stays)")
-        if not run.options.check:
-            run.remote.run("systemctl disable --quiet " + " ".join(units))
+        run.act(f"systemctl disable {' '.join(units)} (data stays)",
+                lambda: run.remote.run("systemctl disable --quiet " + " ".join(units)))
     if run.host_plan.retiring:
         current = primitives.read_file(run, run.layout.rc_local)
         if current is not None and render.RC_LOCAL_BEGIN in current:

@@ -102,7 +102,7 @@ def redis_defaults(run: HostRun, names: list[str]) -> dict[str, str]:
     setting, and a table of defaults in this tool would drift from the release it runs. A name
     the release does not know is left out."""
     if run.options.check:
-        return {name: "(default)" for name in names}
+        return {name: "" for name in names}      # known once applied: the probe starts a server
     output = run.remote.check(run.step, host_facts.defaults_probe(run.layout, names)).stdout
     return host_facts.parse_config_get(output)
 
@@ -157,15 +157,15 @@ def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...])
     wanted = {directive.key: directive for directive in render.redis_owned_directives(run.plan, node, services.uses_systemd(run))}
     refused = []
     for key in keys:
-        directive = wanted[key]
-        value = " ".join(directive.values)
-        result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port,
-                               ["CONFIG", "SET", key[0], value], user=run.plan.inventory.acl.admin,
-                               secret_args=directives.redis_info(key).secret)
-        if rediscli.reply_error(result):
-            refused.append(key)
-        else:
-            run.record(f"CONFIG SET {key[0]} on the running server")
+        value = " ".join(wanted[key].values)
+
+        def config_set(key=key, value=value) -> bool:
+            result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port,
+                                   ["CONFIG", "SET", key[0], value], user=run.plan.inventory.acl.admin,
+                                   secret_args=directives.redis_info(key).secret)
+            return not rediscli.reply_error(result)
+        if run.act(f"CONFIG SET {key[0]} on the running server", config_set) is False:
+            refused.append(key)      # Redis refused it live: a restart follows
     return refused
 
 
@@ -173,13 +173,14 @@ def _revert_live(run: HostRun, node: NodePlan, reverted) -> list[tuple[str, ...]
     """CONFIG SET each removed setting back to Redis's default; returns those Redis refused."""
     refused = []
     for name, default in reverted:
-        result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["CONFIG", "SET", name, default],
-                               user=run.plan.inventory.acl.admin)
-        if rediscli.reply_error(result):
+        def config_set(name=name, default=default) -> bool:
+            result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port,
+                                   ["CONFIG", "SET", name, default], user=run.plan.inventory.acl.admin)
+            return not rediscli.reply_error(result)
+        known = f" {default!r}" if default else ""
+        if run.act(f"CONFIG SET {name} back to Redis's default{known} on the running server (the setting was "
+                   "taken out of the inventory)", config_set) is False:
             refused.append((name,))
-        else:
-            run.record(f"CONFIG SET {name} {default!r} on the running server (Redis's default: "
-                       "the setting was taken out of the inventory)")
     return refused
 
 
@@ -188,9 +189,8 @@ def ensure_keeper(run: HostRun, node: NodePlan) -> None:
     killed) gets one: without it the node stays fenced at replica-priority 0 and cannot be promoted."""
     if host_facts.keeper_running(run.remote, run.layout, node.port):
         return
-    run.record(f"start the keeper of redis-server :{node.port} (lifts its promotion fence once it has synced)")
-    if not run.options.check:
-        run.remote.check(run.step, f"{shlex.quote(run.layout.start_script)} {node.port} --keep")
+    run.act(f"start the keeper of redis-server :{node.port} (lifts its promotion fence once it has synced)",
+            f"{shlex.quote(run.layout.start_script)} {node.port} --keep")
 
 
 def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_changed: bool,
@@ -200,17 +200,7 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
     Every start goes through the host's start guard, which asks the Sentinels what the node is
     (and sets `replicaof` in its file to match) unless `known_master` is given: the address of
     the master of a group that no sentinel monitors yet."""
-    address = node.host.data_address
     pid = services.running_pid(run, node.port)
-    if run.options.check:
-        if pid is None:
-            run.record(f"start redis-server :{node.port}")
-        elif outcome.restart_keys:
-            run.record(f"restart redis-server :{node.port} ({', '.join(k[0] for k in outcome.restart_keys)} changed)")
-        for name, _ in outcome.reverted:
-            if pid is not None and (name,) not in outcome.restart_keys:
-                run.record(f"CONFIG SET {name} back to Redis's default (taken out of the inventory)")
-        return
     restart_keys = list(outcome.restart_keys)
     if pid is not None and not restart_keys:
         ensure_keeper(run, node)
@@ -218,20 +208,31 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
         reload_reason = "users.acl changed" if acl_changed else \
             None if live_acl_matches(run, node) else "its live users differ from users.acl"
         if reload_reason:
-            result = rediscli.call(run.remote, run.layout, address, node.port, ["ACL", "LOAD"],
-                                   user=run.plan.inventory.acl.admin)
-            error = rediscli.reply_error(result)
-            if error:
-                raise HostError(run.name, run.step, "redis-cli ACL LOAD", error)
-            run.record(f"ACL LOAD on redis-server :{node.port} ({reload_reason})")
+            run.act(f"ACL LOAD on redis-server :{node.port} ({reload_reason})", lambda: _acl_load(run, node))
         restart_keys += _apply_live(run, node, outcome.live_keys)
         restart_keys += _revert_live(run, node, [item for item in outcome.reverted if (item[0],) not in restart_keys])
         if not restart_keys:
             return
-        run.record(f"restart redis-server :{node.port} ({', '.join(k[0] for k in restart_keys)} cannot change live)")
+        action = f"restart redis-server :{node.port} ({', '.join(k[0] for k in restart_keys)} cannot change live)"
     else:
-        run.record(f"start redis-server :{node.port}")
-    failure = services.start(run, node.port, address, master=known_master, restart_pid=pid)
+        action = f"start redis-server :{node.port}"
+    run.act(action, lambda: _start_or_roll_back(run, node, outcome, known_master, pid))
+
+
+def _acl_load(run: HostRun, node: NodePlan) -> None:
+    result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["ACL", "LOAD"],
+                           user=run.plan.inventory.acl.admin)
+    error = rediscli.reply_error(result)
+    if error:
+        raise HostError(run.name, run.step, "redis-cli ACL LOAD", error)
+
+
+def _start_or_roll_back(run: HostRun, node: NodePlan, outcome: ConfigOutcome, known_master: str | None,
+                        restart_pid: int | None) -> None:
+    """Start (or restart, in one host-side unit) through the start guard; a config Redis rejects
+    is replaced by the previous one, started again, and reported."""
+    address = node.host.data_address
+    failure = services.start(run, node.port, address, master=known_master, restart_pid=restart_pid)
     if failure is None:
         with run.lock:
             run.restarts.append(f"redis-server:{node.port}")

@@ -62,17 +62,14 @@ def ensure_file(run: HostRun, path: str, content: str, mode: int, owner: str = "
     if state is not None and state[0] == wanted_digest:
         if state[1] == wanted_meta:
             return False
-        run.record(f"set {path} to mode {mode:o} owner {owner}:{group} (was {state[1]})")
-        if not run.options.check:
-            # Written again rather than chmod by path, which follows a link swapped in meanwhile.
-            install_file(run, path, content, mode, owner, group)
+        # Written again rather than chmod by path, which follows a link swapped in meanwhile.
+        run.act(f"set {path} to mode {mode:o} owner {owner}:{group} (was {state[1]})",
+                lambda: install_file(run, path, content, mode, owner, group))
         return True
     before = read_file(run, path) if state is not None and run.options.diff else None
     action = f"write {path}" if state is not None else f"create {path}"
-    run.record(action, before=before if state is not None else None, after=content if run.options.diff else None,
-               path=path)
-    if not run.options.check:
-        install_file(run, path, content, mode, owner, group)
+    run.act(action, lambda: install_file(run, path, content, mode, owner, group),
+            before=before if state is not None else None, after=content if run.options.diff else None, path=path)
     return True
 
 
@@ -124,8 +121,8 @@ def ensure_dirs(run: HostRun, wanted: list[tuple[str, int, str]]) -> bool:
         else:
             commands.append(f"mkdir -p {quoted} && chown -h {shlex.quote(owner)}:{shlex.quote(owner)} {quoted} "
                             f"&& chmod {mode:o} {quoted}")
-    if commands and not run.options.check:
-        run.remote.check(run.step, " && ".join(commands))
+    if commands:
+        run.act_quietly(" && ".join(commands))
     return bool(commands)
 
 

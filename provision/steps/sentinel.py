@@ -117,13 +117,26 @@ def runs_old_version(run: HostRun) -> bool:
 
 def _sentinel(run: HostRun, args: list[str]) -> str:
     host = run.host_plan.host
-    secret = "auth-pass" in args or "sentinel-pass" in args or args[:2] == ["ACL", "SETUSER"]
+    secret = directives.sentinel_command_secret(args)
     result = rediscli.sentinel_call(run.remote, run.plan, host, args, secret_args=secret)
     error = rediscli.reply_error(result)
     if error:
         shown = args[:3] + (["<secret>"] if secret else args[3:])
         raise HostError(run.name, run.step, "redis-cli -p sentinel " + " ".join(shown), error)
     return result.stdout
+
+
+def _shown(args: list[str]) -> str:
+    """A sentinel command as the run records it: a secret one up to its first secret word."""
+    if not directives.sentinel_command_secret(args):
+        return " ".join(args)
+    secret_options = {"auth-pass", "sentinel-pass"}
+    shown = []
+    for word in args:
+        shown.append(word)
+        if word in secret_options or word.upper() == "SETUSER":
+            break
+    return " ".join(shown) + " <secret>"
 
 
 def _restart_reason(run: HostRun) -> str:
@@ -135,73 +148,60 @@ def _restart_reason(run: HostRun) -> str:
 def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dict[str, str]) -> None:
     host = run.host_plan.host
     pid = services.running_pid(run, None)
-    if run.options.check:
-        if pid is None:
-            run.record("start redis-sentinel")
-        for directive in outcome.live:
-            shown = "<secret>" if directive.key[1] == "auth-pass" else " ".join(directive.values)
-            run.record(f"SENTINEL SET {directive.key[2]} {directive.key[1]} {shown}")
-        for group in outcome.new_groups:
-            run.record(f"SENTINEL MONITOR {group} {master_addresses[group]}")
-        for name in outcome.removed_groups:
-            run.record(f"SENTINEL REMOVE {name} ({_REMOVED_NOTE})")
-        for directive in outcome.users:
-            run.record(f"ACL SETUSER {directive.values[0]} on the running sentinel")
-        if outcome.peer_auth:
-            run.record(f"SENTINEL CONFIG SET sentinel-user {run.plan.inventory.acl.sentinel.name} (and its password)")
-        if pid is not None and outcome.restart:
-            run.record(f"restart redis-sentinel ({_restart_reason(run)})")
-        return
     restart_pid = pid if pid is not None and outcome.restart else None
-    if restart_pid is not None:
-        run.record(f"restart redis-sentinel ({_restart_reason(run)})")
-        pid = None
-    if pid is None:
-        if restart_pid is None:
-            run.record("start redis-sentinel")
+
+    def start() -> None:
         failure = services.start(run, None, host.data_address, restart_pid=restart_pid)
         if failure:
             raise HostError(run.name, run.step, services.start_command(run, None), failure)
         with run.lock:
             run.restarts.append("redis-sentinel")
+    if restart_pid is not None:
+        run.act(f"restart redis-sentinel ({_restart_reason(run)})", start)
+    elif pid is None:
+        run.act("start redis-sentinel", start)
+
+    def sentinel_act(args: list[str], action: str | None = None) -> None:
+        run.act(action or _shown(args), lambda: _sentinel(run, args))
     for directive in outcome.live:
-        option = directive.key[1]
-        _sentinel(run, ["SENTINEL", "SET", directive.key[2], option, *directive.values])
-        shown = "<secret>" if option == "auth-pass" else " ".join(directive.values)
-        run.record(f"SENTINEL SET {directive.key[2]} {option} {shown}")
+        sentinel_act(["SENTINEL", "SET", directive.key[2], directive.key[1], *directive.values])
     if outcome.users:
         for directive in outcome.users:
             # The rules carry the password's hash: sent on stdin like a password.
-            _sentinel(run, ["ACL", "SETUSER", directive.values[0], "reset", *directive.values[1:]])
-            run.record(f"ACL SETUSER {directive.values[0]} on the running sentinel")
-        _sentinel(run, ["SENTINEL", "FLUSHCONFIG"])
+            sentinel_act(["ACL", "SETUSER", directive.values[0], "reset", *directive.values[1:]],
+                         f"ACL SETUSER {directive.values[0]} on the running sentinel")
+        run.act_quietly(lambda: _sentinel(run, ["SENTINEL", "FLUSHCONFIG"]))
     if outcome.peer_auth:
-        run.sentinel_auth_pending = True     # after every sentinel has the user (the next wave)
+        # after every sentinel has the user (the next wave); under --check, said now
+        if run.options.check:
+            run.record(f"SENTINEL CONFIG SET sentinel-user {run.plan.inventory.acl.sentinel.name} (and its password)")
+        else:
+            run.sentinel_auth_pending = True
     for name in outcome.removed_groups:
-        _sentinel(run, ["SENTINEL", "REMOVE", name])
-        run.record(f"SENTINEL REMOVE {name} ({_REMOVED_NOTE})")
+        sentinel_act(["SENTINEL", "REMOVE", name], f"SENTINEL REMOVE {name} ({_REMOVED_NOTE})")
     groups = {group.name: group for group in run.plan.inventory.groups}
     acl = run.plan.inventory.acl
     for name in outcome.new_groups:
         group = groups[name]
-        _sentinel(run, ["SENTINEL", "MONITOR", name, master_addresses[name], str(group.port), str(group.quorum)])
-        _sentinel(run, ["SENTINEL", "SET", name, "auth-user", acl.sentinel.name, "auth-pass", acl.sentinel.password.value,
-                        "down-after-milliseconds", str(group.down_after_milliseconds),
-                        "failover-timeout", str(group.failover_timeout), "parallel-syncs", str(group.parallel_syncs)])
-        run.record(f"SENTINEL MONITOR {name} {master_addresses[name]} {group.port} {group.quorum}")
+        monitor = ["SENTINEL", "MONITOR", name, master_addresses[name], str(group.port), str(group.quorum)]
+        options = ["SENTINEL", "SET", name, "auth-user", acl.sentinel.name, "auth-pass", acl.sentinel.password.value,
+                   "down-after-milliseconds", str(group.down_after_milliseconds),
+                   "failover-timeout", str(group.failover_timeout), "parallel-syncs", str(group.parallel_syncs)]
+        run.act(" ".join(monitor), lambda monitor=monitor, options=options: (_sentinel(run, monitor),
+                                                                              _sentinel(run, options)))
 
 
 def switch_peer_auth(run: HostRun) -> None:
     """Log in to the other sentinels as the sentinel user from now on. Done once every sentinel
     has that user (the wave before), so no sentinel is refused by a peer that lacks it."""
-    if not run.sentinel_auth_pending or run.options.check:
+    if not run.sentinel_auth_pending:
         return
     acl = run.plan.inventory.acl
-    _sentinel(run, ["SENTINEL", "CONFIG", "SET", "sentinel-user", acl.sentinel.name])
-    _sentinel(run, ["SENTINEL", "CONFIG", "SET", "sentinel-pass", acl.sentinel.password.value])
+    run.act(f"SENTINEL CONFIG SET sentinel-user {acl.sentinel.name} (and its password): the sentinels log in to "
+            "each other as the sentinel user",
+            lambda: (_sentinel(run, ["SENTINEL", "CONFIG", "SET", "sentinel-user", acl.sentinel.name]),
+                     _sentinel(run, ["SENTINEL", "CONFIG", "SET", "sentinel-pass", acl.sentinel.password.value])))
     run.sentinel_auth_pending = False
-    run.record(f"SENTINEL CONFIG SET sentinel-user {acl.sentinel.name} (and its password): the sentinels log in to "
-               "each other as the sentinel user")
 
 
 def wait_converged(run: HostRun, master_addresses: dict[str, str]) -> None:

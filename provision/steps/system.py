@@ -19,14 +19,11 @@ def tune(run: HostRun) -> None:
     for key, wanted in system.sysctl:
         current = live[key]
         if current != str(wanted):
-            run.record(f"set {key} = {wanted} now (was {current})")
-            if not run.options.check:
-                run.remote.check(run.step, f"sysctl -q -w {shlex.quote(f'{key}={wanted}')}")
+            run.act(f"set {key} = {wanted} now (was {current})", f"sysctl -q -w {shlex.quote(f'{key}={wanted}')}")
     for path, mode in facts.thp_modes(run.remote).items():
         if mode != system.transparent_hugepage:
-            run.record(f"set {path} to {system.transparent_hugepage} now (was {mode})")
-            if not run.options.check:
-                run.remote.check(run.step, f"echo {shlex.quote(system.transparent_hugepage)} > {path}")
+            run.act(f"set {path} to {system.transparent_hugepage} now (was {mode})",
+                    f"echo {shlex.quote(system.transparent_hugepage)} > {path}")
     current_rc = primitives.read_file(run, run.layout.rc_local)
     systemd = services.uses_systemd(run)
     wanted_rc = render.with_rc_local_block(current_rc, render.rc_local_block(run.plan, run.host_plan, systemd))
@@ -44,15 +41,14 @@ def ensure_units(run: HostRun) -> None:
     changed = False
     for name, text in units.items():
         changed |= primitives.ensure_file(run, run.layout.unit_file(name), text, 0o644)
-    if changed and not run.options.check:
-        run.remote.check(run.step, "systemctl daemon-reload")
+    if changed:
+        run.act_quietly("systemctl daemon-reload")
     names = list(units)
     states = run.remote.run("systemctl is-enabled " + " ".join(shlex.quote(name) for name in names)).stdout.split()
     disabled = [name for name, state in zip(names, states + [""] * len(names)) if state != "enabled"]
     if disabled:
-        run.record(f"systemctl enable {' '.join(disabled)}")
-        if not run.options.check:
-            run.remote.check(run.step, "systemctl enable --quiet " + " ".join(shlex.quote(name) for name in disabled))
+        run.act(f"systemctl enable {' '.join(disabled)}",
+                "systemctl enable --quiet " + " ".join(shlex.quote(name) for name in disabled))
 
 
 def layout(run: HostRun) -> None:
@@ -62,11 +58,10 @@ def layout(run: HostRun) -> None:
     paths = run.layout
     primitives.check_ancestors(run)
     if not run.facts.has_redis_user:
-        run.record("create system user redis")
+        run.act("create system user redis", f"useradd --system --user-group --no-create-home --home-dir "
+                                             f"{shlex.quote(paths.data_dir)} --shell /usr/sbin/nologin redis")
         if run.options.check:
             return  # directories owned by a user that does not exist yet cannot be compared
-        run.remote.check(run.step, f"useradd --system --user-group --no-create-home --home-dir "
-                                   f"{shlex.quote(paths.data_dir)} --shell /usr/sbin/nologin redis")
     wanted = [(paths.install_dir, 0o755, "root"), (paths.install_dir + "/versions", 0o755, "root"),
               (paths.boot_dir, 0o700, "root"),
               (paths.conf_dir, 0o750, "redis"), (paths.data_dir, 0o750, "redis"), (paths.log_dir, 0o750, "redis"),
