@@ -108,3 +108,16 @@ def test_the_floor_rule_catches_an_import_from_above(tmp_path):
     assert "provision.steps.node" in targets
     above = [t for t in targets if FLOORS.index(floor_of(t)) > FLOORS.index("facts")]
     assert above == ["provision.steps.node"]
+
+
+def test_the_majority_rule_is_written_once_and_everyone_follows_it(monkeypatch, lab_like_plan):
+    """Change the one rule and the start guard, the topology reader and the inventory's quorum
+    check all change with it: none keeps a copy."""
+    from provision.base import quorum
+    from provision.core import render
+    from provision.facts import topology
+    assert quorum.majority(3) == 2 and quorum.majority(5) == 3 and quorum.majority(4) == 3
+    monkeypatch.setattr(quorum, "majority", lambda count: count)       # unanimity, for the test
+    assert "\nmajority=3\n" in render.start_script(lab_like_plan, lab_like_plan.host_plan("lab1"))
+    assert not topology.agreement(["10.0.0.1", "10.0.0.1", None], 3).has_majority
+    assert topology.agreement(["10.0.0.1"] * 3, 3).has_majority

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import jinja2
 
 from provision.core import confparse
-from provision.base import defaults, directives
+from provision.base import defaults, directives, quorum
 from provision.core.confparse import Directive
 from provision.inventory import Group, Host, password_hash
 from provision.core.plan import HostPlan, NodePlan, Plan, node_redis
@@ -141,6 +141,7 @@ def start_script(plan: Plan, host_plan: HostPlan, redis_user: str = defaults.RED
                    sentinel_port=inventory.redis.sentinel_port, boot_dir=plan.layout.boot_dir, others=others,
                    promotable_priority=PROMOTABLE_PRIORITY, redis_user=redis_user,
                    sentinel_addresses=[inventory.host(name).data_address for name in inventory.sentinels],
+                   sentinel_majority=quorum.majority(len(inventory.sentinels)),
                    admin_user=inventory.acl.admin.name, auth_file=plan.layout.boot_auth_file)
 
 

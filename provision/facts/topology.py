@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from provision.base import quorum
 from provision.facts import rediscli
 from provision.inventory import Group, Host
 from provision.core.plan import Plan
@@ -43,7 +44,7 @@ class Agreement:
 
     @property
     def majority(self) -> int:
-        return self.sentinel_count // 2 + 1
+        return quorum.majority(self.sentinel_count)
 
     @property
     def has_majority(self) -> bool:

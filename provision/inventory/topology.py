@@ -1,6 +1,7 @@
 """Checks across sections: hosts, groups and sentinels agree, and the quorum can authorise a failover."""
 from __future__ import annotations
 
+from provision.base import quorum
 from provision.inventory.model import Group, Host, RedisSettings
 from provision.inventory.sections import type_name
 from provision.inventory.yamlsource import Problems
@@ -55,7 +56,7 @@ def check_topology(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Gr
         problems.add(("sentinels",), f"{count} sentinel(s); at least 3 on separate hosts are needed so that a "
                                      "majority survives the loss of one")
         return tuple(sentinel_names)
-    majority = count // 2 + 1
+    majority = quorum.majority(count)
     for group in groups:
         if group.quorum > count:
             problems.add(("groups", group.name, "quorum"),
