@@ -202,7 +202,7 @@ def test_a_replica_started_without_a_restart_is_waited_for_in_a_later_wave_not_i
                              topology={"mymaster": SimpleNamespace(host=master, source="sentinels")},
                              restart_locks={})
     run = SimpleNamespace(name="lab2", host_plan=lab_like_plan.host_plan("lab2"), acl_changed=None,
-                          begin=lambda step: None, started_as={}, pending_links=[])
+                          begin=lambda step: None, pending_links=[])
     orchestrate.configure_replicas(run, deploy)
     assert calls == ["start"] and len(run.pending_links) == 1
     state = SimpleNamespace(runner=SimpleNamespace(alive=lambda: [run]))

@@ -234,12 +234,12 @@ def start_stopped_replicas(run: HostRun, deploy: Deploy) -> None:
 
 def _start_through_guard(run: HostRun, node_plan: NodePlan) -> tuple[str, str | None]:
     """Start a stopped node through start-redis; returns the guard's RESULT (role, master)."""
-    failure = services.start(run, node_plan.port, node_plan.host.data_address)
-    if failure:
-        raise HostError(run.name, run.step, services.start_command(run, node_plan.port), failure)
+    started = services.start(run, node_plan.port, node_plan.host.data_address)
+    if not started.ok:
+        raise HostError(run.name, run.step, services.start_command(run, node_plan.port), started.failure)
     with run.lock:
         run.restarts.append(f"redis-server:{node_plan.port}")
-    return run.started_as.get(node_plan.port, ("unknown", None))
+    return started.role or "unknown", started.master
 
 
 def recover_stopped_master(run: HostRun, deploy: Deploy) -> None:
@@ -297,11 +297,9 @@ def _configure_nodes(run: HostRun, deploy: Deploy, role: str) -> None:
         # next goes), so the group never loses more than one member.
         lock = deploy.restart_locks[group] if outcome.restart_keys else contextlib.nullcontext()
         with lock:
-            run.started_as.pop(node_plan.port, None)   # what this step's start (if any) says, not an earlier one
-            node.ensure_running(run, node_plan, outcome, run.acl_changed, known_master)
+            started = node.ensure_running(run, node_plan, outcome, run.acl_changed, known_master)
             node.record_settings(run, node_plan)
-            started_as, _ = run.started_as.get(node_plan.port, ("", None))
-            if master_host.name == run.name and started_as != "replica":
+            if master_host.name == run.name and (started is None or started.role != "replica"):
                 node.wait_master_ready(run, node_plan)
             elif outcome.restart_keys:
                 node.wait_replica_linked(run, node_plan)      # linked before the group's next restart

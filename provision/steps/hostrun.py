@@ -39,7 +39,6 @@ class HostRun:
     say: Callable[[str], None]
     changes: list[Change] = field(default_factory=list)
     restarts: list[str] = field(default_factory=list)
-    started_as: dict[int, tuple[str, str | None]] = field(default_factory=dict)   # port → guard's RESULT
     facts: Any = None                  # facts.HostFacts, from the facts wave
     acl_changed: bool | None = None    # users.acl written this run (None: not looked at yet)
     pending_links: list = field(default_factory=list)   # replicas started, link-up not yet waited for

@@ -194,7 +194,7 @@ def ensure_keeper(run: HostRun, node: NodePlan) -> None:
 
 
 def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_changed: bool,
-                   known_master: str | None = None) -> None:
+                   known_master: str | None = None) -> services.StartResult | None:
     """Start if not running; apply changes live; restart only when a setting needs it; if the
     new config keeps Redis from starting, put the previous config back and report.
     Every start goes through the host's start guard, which asks the Sentinels what the node is
@@ -212,11 +212,11 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
         restart_keys += _apply_live(run, node, outcome.live_keys)
         restart_keys += _revert_live(run, node, [item for item in outcome.reverted if (item[0],) not in restart_keys])
         if not restart_keys:
-            return
+            return None
         action = f"restart redis-server :{node.port} ({', '.join(k[0] for k in restart_keys)} cannot change live)"
     else:
         action = f"start redis-server :{node.port}"
-    run.act(action, lambda: _start_or_roll_back(run, node, outcome, known_master, pid))
+    return run.act(action, lambda: _start_or_roll_back(run, node, outcome, known_master, pid))
 
 
 def _acl_load(run: HostRun, node: NodePlan) -> None:
@@ -228,20 +228,21 @@ def _acl_load(run: HostRun, node: NodePlan) -> None:
 
 
 def _start_or_roll_back(run: HostRun, node: NodePlan, outcome: ConfigOutcome, known_master: str | None,
-                        restart_pid: int | None) -> None:
+                        restart_pid: int | None) -> services.StartResult:
     """Start (or restart, in one host-side unit) through the start guard; a config Redis rejects
     is replaced by the previous one, started again, and reported."""
     address = node.host.data_address
-    failure = services.start(run, node.port, address, master=known_master, restart_pid=restart_pid)
-    if failure is None:
+    started = services.start(run, node.port, address, master=known_master, restart_pid=restart_pid)
+    if started.ok:
         with run.lock:
             run.restarts.append(f"redis-server:{node.port}")
-        return
+        return started
+    failure = started.failure
     if outcome.previous_text is not None:
         path = run.layout.redis_conf(node.port)
         primitives.install_file(run, path, outcome.previous_text, 0o640, "redis", "redis")
         again = services.start(run, node.port, address, master=known_master)
-        state = "it runs with the previous config" if again is None else f"and it failed with it too: {again}"
+        state = "it runs with the previous config" if again.ok else f"and it failed with it too: {again.failure}"
         raise HostError(run.name, run.step, services.start_command(run, node.port),
                         f"new config rejected; rolled back {path} to the previous version, {state}.\n{failure}")
     raise HostError(run.name, run.step, services.start_command(run, node.port), failure)

@@ -151,9 +151,9 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
     restart_pid = pid if pid is not None and outcome.restart else None
 
     def start() -> None:
-        failure = services.start(run, None, host.data_address, restart_pid=restart_pid)
-        if failure:
-            raise HostError(run.name, run.step, services.start_command(run, None), failure)
+        started = services.start(run, None, host.data_address, restart_pid=restart_pid)
+        if not started.ok:
+            raise HostError(run.name, run.step, services.start_command(run, None), started.failure)
         with run.lock:
             run.restarts.append("redis-sentinel")
     if restart_pid is not None:

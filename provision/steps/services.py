@@ -3,6 +3,7 @@ same command lines /etc/rc.local uses at boot."""
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 import time
 
 from provision.facts import host as facts, rediscli
@@ -98,9 +99,22 @@ def on_host_alone(layout: Layout, name: str, command: str) -> str:
             f"cat {out}; rm -f {out}; exit $rc")
 
 
+@dataclass(frozen=True)
+class StartResult:
+    """What a start came to: the reason it did not come up (None when it did), and for a
+    redis-server what its start guard decided (its `RESULT` line: master, or replica of whom)."""
+    failure: str | None = None
+    role: str = ""
+    master: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
 def start(run: HostRun, port: int | None, address: str, wait_seconds: float = 15,
-          master: str | None = None, restart_pid: int | None = None) -> str | None:
-    """Start and wait until it answers PING; returns None, or the reason it did not come up.
+          master: str | None = None, restart_pid: int | None = None) -> StartResult:
+    """Start and wait until it answers PING.
     `restart_pid`: the running process to stop first, in the same host-side unit as the start.
     What the start guard decided is recorded on the run."""
     what = "sentinel" if port is None else f"redis-server :{port}"
@@ -110,25 +124,24 @@ def start(run: HostRun, port: int | None, address: str, wait_seconds: float = 15
         command = on_host_alone(run.layout, f"restart-{port or 'sentinel'}", f"{stop} && {command}")
     result = run.remote.run(command, timeout=GUARD_WAIT_SECONDS + STOP_WAIT_SECONDS + 30)
     if not result.ok:
-        return (f"{what} start command failed: {(result.stdout + result.stderr).strip()}\n"
-                f"{log_tail(run, port)}")
+        return StartResult(f"{what} start command failed: {(result.stdout + result.stderr).strip()}\n"
+                           f"{log_tail(run, port)}")
+    role, of = "", None
     if port is not None:
         for line in guard_story(result.stdout):
             run.say(f"{run.name}: {run.step}: {line}")
         role, of = guard_result(result.stdout)
-        with run.lock:
-            run.started_as[port] = (role, of)
     deadline = time.monotonic() + wait_seconds
     listen_port = port if port is not None else run.plan.inventory.redis.sentinel_port
     user = run.plan.inventory.acl.admin
     while time.monotonic() < deadline:
         reply = rediscli.call(run.remote, run.layout, address, listen_port, ["PING"], user=user, timeout=5)
         if reply.ok and reply.stdout.strip() == "PONG":
-            return None
+            return StartResult(None, role, of)
         if running_pid(run, port) is None and time.monotonic() > deadline - wait_seconds + 1:
             break
         time.sleep(0.1)
-    return f"{what} did not answer PING after starting; log tail:\n{log_tail(run, port)}"
+    return StartResult(f"{what} did not answer PING after starting; log tail:\n{log_tail(run, port)}", role, of)
 
 
 def stop(run: HostRun, port: int | None, wait_seconds: float = 30) -> None:
