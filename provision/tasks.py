@@ -9,6 +9,7 @@ task shares: 0 ok, 1 a host or a check failed, 2 bad input (inventory, flag or f
 from __future__ import annotations
 
 import json as jsonlib     # the tasks' own `json` flag takes the plain name
+import inspect
 import sys
 from importlib import metadata
 from typing import Callable
@@ -45,13 +46,27 @@ class _Task(Task):
         return opts
 
 
-COMMON_HELP = {"inventory": f"inventory file (default {DEFAULT_INVENTORY})",
-               "verbose": "-v: every step as it starts; -vv: every command sent to a host",
-               "log_file": "also append everything (down to -vv detail) to this file, mode 0600"}
+#: Every option's help, written once; a task shows the ones it takes. A task whose option means
+#: something else there says so in its own `help`.
+HELP = {"inventory": f"inventory file (default {DEFAULT_INVENTORY})",
+        "verbose": "-v: every step as it starts; -vv: every command sent to a host",
+        "log_file": "also append everything (down to -vv detail) to this file, mode 0600",
+        "check": "change nothing; report what would change (-C)",
+        "diff": "show unified diffs of the files that change, secrets masked (-D)",
+        "limit": "only these hosts: comma-separated host names, group names or globs (lab[12], db-*)",
+        "json": "machine-readable output on stdout (progress goes to stderr)",
+        "artifact_dir": "controller-side cache of built binaries",
+        "allow_major": "allow a change of major release (6.2 -> 7.0); refused without it",
+        "group": "replication group (default: the first)"}
 
 
-def _task(help: dict[str, str], **options):
-    return task(klass=_Task, help={**COMMON_HELP, **help}, incrementable=["verbose"], **options)
+def _task(help: dict[str, str] | None = None, **options):
+    """An Invoke task whose options' help comes from HELP, unless `help` says otherwise."""
+    def decorate(function):
+        names = inspect.signature(function).parameters
+        texts = {name: HELP[name] for name in names if name in HELP} | (help or {})
+        return task(klass=_Task, help=texts, incrementable=["verbose"], **options)(function)
+    return decorate
 
 
 def _run(work: Callable[[], bool], verbose: int, log_file: str | None, as_json: bool = False) -> None:
@@ -96,11 +111,7 @@ def _seconds(flag: str, value: str, maximum: float = 3600) -> float:
     return seconds
 
 
-@_task({"check": "change nothing; report what would change (-C)",
-        "diff": "show unified diffs of the files that change, secrets masked (-D)",
-        "limit": "only these hosts: comma-separated host names, group names or globs (lab[12], db-*)",
-        "json": "print the recap as JSON on stdout (progress goes to stderr)",
-        "artifact_dir": "controller-side cache of built binaries"})
+@_task()
 def deploy(c, inventory=DEFAULT_INVENTORY, check=False, diff=False, limit=None, verbose=0, log_file=None,
            json=False, artifact_dir=None):
     """Deploy Redis master/replicas/Sentinels as the inventory describes (idempotent)."""
@@ -108,13 +119,7 @@ def deploy(c, inventory=DEFAULT_INVENTORY, check=False, diff=False, limit=None, 
                             artifact_dir=artifact_dir, as_json=json).ok, verbose, log_file, json)
 
 
-@_task({"version": "the release to run, such as 7.2.4: the inventory's redis.version, or one of redis.releases",
-        "allow_major": "allow a change of major release (6.2 -> 7.0); refused without it",
-        "check": "change nothing; report what would change (-C)",
-        "diff": "show unified diffs of the files that change, secrets masked (-D)",
-        "limit": "only these hosts: comma-separated host names, group names or globs",
-        "json": "print the recap as JSON on stdout (progress goes to stderr)",
-        "artifact_dir": "controller-side cache of built binaries"})
+@_task({"version": "the release to run, such as 7.2.4: the inventory's redis.version, or one of redis.releases"})
 def upgrade(c, version, inventory=DEFAULT_INVENTORY, allow_major=False, check=False, diff=False, limit=None,
             verbose=0, log_file=None, json=False, artifact_dir=None):
     """Roll every node and sentinel onto another release: build or ship it into its own versioned
@@ -125,13 +130,7 @@ def upgrade(c, version, inventory=DEFAULT_INVENTORY, allow_major=False, check=Fa
          verbose, log_file, json)
 
 
-@_task({"version": "the release to go back to (default: the one the hosts ran before, from their state files)",
-        "allow_major": "allow a change of major release; refused without it",
-        "check": "change nothing; report what would change (-C)",
-        "diff": "show unified diffs of the files that change, secrets masked (-D)",
-        "limit": "only these hosts: comma-separated host names, group names or globs",
-        "json": "print the recap as JSON on stdout (progress goes to stderr)",
-        "artifact_dir": "controller-side cache of built binaries"})
+@_task({"version": "the release to go back to (default: the one the hosts ran before, from their state files)"})
 def rollback(c, inventory=DEFAULT_INVENTORY, version=None, allow_major=False, check=False, diff=False, limit=None,
              verbose=0, log_file=None, json=False, artifact_dir=None):
     """Go back to the release the hosts ran before the last upgrade, in the same rolling order
@@ -142,26 +141,25 @@ def rollback(c, inventory=DEFAULT_INVENTORY, version=None, allow_major=False, ch
          verbose, log_file, json)
 
 
-@_task({"json": "machine-readable output on stdout"})
+@_task()
 def verify(c, inventory=DEFAULT_INVENTORY, json=False, verbose=0, log_file=None):
     """Check the deployment read-only (roles per the Sentinels' current view); exit 1 if any check fails."""
     _run(lambda: cli.verify(inventory, as_json=json), verbose, log_file, json)
 
 
-@_task({"json": "machine-readable output on stdout"})
+@_task()
 def status(c, inventory=DEFAULT_INVENTORY, json=False, verbose=0, log_file=None):
     """Live topology per group: master, replicas with lag, each sentinel's view."""
     _run(lambda: cli.status(inventory, as_json=json), verbose, log_file, json)
 
 
-@_task({"group": "replication group (default: the only one)"})
+@_task()
 def failover(c, inventory=DEFAULT_INVENTORY, group=None, verbose=0, log_file=None):
     """Controlled switchover via SENTINEL FAILOVER; waits until it is complete and prints the time."""
     _run(lambda: bool(cli.failover(inventory, group)), verbose, log_file)
 
 
-@_task({"group": "replication group (default: the only one)",
-        "host": "the node to promote (default: the freshest reachable one, by its last AOF append)",
+@_task({"host": "the node to promote (default: the freshest reachable one, by its last AOF append)",
         "allow_stale": "promote --host even when another reachable node is fresher",
         "check": "show the candidates and the choice; change nothing"})
 def promote(c, inventory=DEFAULT_INVENTORY, group=None, host=None, allow_stale=False, check=False, verbose=0,
@@ -178,8 +176,7 @@ def promote(c, inventory=DEFAULT_INVENTORY, group=None, host=None, allow_stale=F
         "seconds": "how long a stopped or partitioned master stays away (default 10)",
         "order": "cascade: the master's place, replica,master,replica (default), master,replica,replica "
                  "or replica,replica,master",
-        "spacing": "cascade: seconds between one host's reboot and the next (default 1)",
-        "group": "replication group (default: the first)"})
+        "spacing": "cascade: seconds between one host's reboot and the next (default 1)"})
 def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds="10", group=None, allow_reboot=False,
           order="replica,master,replica", spacing="1", allow_partition=False, verbose=0, log_file=None):
     """Fail the master under a writing client and measure: time to new master, unavailability,

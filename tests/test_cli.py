@@ -99,3 +99,13 @@ def test_dry_run_flag_is_refused_before_anything_runs(tmp_path):
                              str(path)], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **ENVIRONMENT},
                             timeout=60)
     assert script.returncode == 2 and "-R/--dry" in script.stderr + script.stdout
+
+
+def test_every_option_of_every_task_has_its_help_from_one_table():
+    from provision import tasks
+    for name, item in tasks.collection().tasks.items():
+        for argument in item.get_arguments():
+            assert argument.help, f"{name} --{argument.name}: no help text"
+            shared = tasks.HELP.get(argument.name.replace("-", "_"))
+            assert shared is None or argument.help == shared or argument.name in ("check", "version", "json"), \
+                (name, argument.name)
