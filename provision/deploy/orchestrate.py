@@ -33,6 +33,30 @@ from provision.deploy.waves import Runner, Wave
 
 
 @dataclass
+class PlatformBuilds:
+    """One build per platform: who builds it, and a failed build that the platform's other
+    hosts must not repeat. A host holds its platform's lock while it asks and builds."""
+    _locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+    _builders: dict[str, str] = field(default_factory=dict)
+    _failed: dict[str, str] = field(default_factory=dict)
+
+    def lock(self, platform: str) -> threading.Lock:
+        return self._locks[platform]
+
+    def builder(self, platform: str) -> str | None:
+        return self._builders.get(platform)
+
+    def failed_on(self, platform: str) -> str | None:
+        return self._failed.get(platform)
+
+    def claim(self, platform: str, host: str) -> None:
+        self._builders[platform] = host
+
+    def mark_failed(self, platform: str, host: str) -> None:
+        self._failed[platform] = host
+
+
+@dataclass
 class Deploy:
     """The state waves share, changed only through its methods."""
     plan: Plan
@@ -44,14 +68,22 @@ class Deploy:
     sentinel_restart_lock: threading.Lock = field(default_factory=threading.Lock)
     monitored: tuple[topology.Monitored, ...] = ()     # what the sentinels monitored when the run began
     departed_now: bool = False                           # the retire wave stopped something this run
-    _platform_locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
-    _builders: dict[str, str] = field(default_factory=dict)
-    _failed_builds: dict[str, str] = field(default_factory=dict)
+    builds: "PlatformBuilds" = field(default_factory=lambda: PlatformBuilds())
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def set_master(self, group: str, host: Host, source: str) -> None:
         with self._lock:
             self.topology[group] = topology.GroupMaster(group, host, source)
+
+    def set_monitored(self, monitored: tuple[topology.Monitored, ...]) -> None:
+        self.monitored = monitored
+
+    def mark_master_stopped(self, group: str) -> None:
+        with self._lock:
+            self.stopped_masters.add(group)
+
+    def mark_departed(self) -> None:
+        self.departed_now = True
 
     def master_addresses(self) -> dict[str, str]:
         return {name: found.host.data_address for name, found in self.topology.items()}
@@ -141,22 +173,23 @@ def _build_or_ship(run: HostRun, deploy: Deploy) -> None:
                         f"Redis {redis.version} is not installed on this host and the inventory has no source for it: "
                         f"add it under redis.releases (\"{redis.version}\": {{url or tarball, sha256}})")
     platform = run.facts.platform
-    with deploy._platform_locks[platform]:
-        if platform in deploy._failed_builds:
-            builder = deploy._failed_builds[platform]
+    builds = deploy.builds
+    with builds.lock(platform):
+        if builds.failed_on(platform) is not None:
+            builder = builds.failed_on(platform)
             raise HostError(run.name, "build", f"build on {builder}", f"the build for platform {platform} failed "
                                                                      f"on {builder}; nothing was installed here")
         if not build.is_cached(build.artifact_path(run, run.facts)):
-            if run.options.check and platform in deploy._builders:
+            if run.options.check and builds.builder(platform) is not None:
                 run.begin("build")
-                run.record(f"install Redis binaries built on {deploy._builders[platform]}")
+                run.record(f"install Redis binaries built on {builds.builder(platform)}")
                 return
-            deploy._builders[platform] = run.name
+            builds.claim(platform, run.name)
             run.begin("build")
             try:
                 build.compile_on_host(run, run.facts)
             except ProvisionError:
-                deploy._failed_builds[platform] = run.name
+                builds.mark_failed(platform, run.name)
                 raise
             return
     run.begin("install")
@@ -191,7 +224,7 @@ def discover_topology(deploy: Deploy) -> None:
     facts = {run.name: run.facts for run in deploy.runner.alive()}
     sentinel_port = deploy.plan.inventory.redis.sentinel_port
     running_sentinels = {name for name, found in facts.items() if found.process_on(sentinel_port)}
-    deploy.monitored = topology.sentinel_view(deploy.plan, remotes, running_sentinels)
+    deploy.set_monitored(topology.sentinel_view(deploy.plan, remotes, running_sentinels))
     problems = preflight.version_problems(deploy.plan, facts, deploy.options.allow_major) + \
         preflight.move_problems(deploy.plan, facts) + preflight.group_problems(deploy.plan, deploy.monitored) + \
         preflight.departing_master_problems(deploy.plan, deploy.monitored)
@@ -213,7 +246,7 @@ def discover_topology(deploy: Deploy) -> None:
         run = deploy.runner.runs.get(master.host.name)
         if master.source == "sentinels" and run is not None and master.host.name not in deploy.runner.errors \
                 and services.running_pid(run, group.port) is None:
-            deploy.stopped_masters.add(group.name)
+            deploy.mark_master_stopped(group.name)
         if master.host.name != group.master:
             deploy.runner.say(f"group {group.name}: current master is {master.host.name} (from {master.source}), "
                               f"not the inventory's initial {group.master}; keeping it")
@@ -363,7 +396,7 @@ def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
 
 
 def retire_departed(run: HostRun, deploy: Deploy) -> None:
-    deploy.departed_now = True
+    deploy.mark_departed()
     membership.retire(run, deploy.monitored)
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable, Generic, TypeVar
 
 from provision.base.errors import HostError, Interrupted, ProvisionError
 from provision.steps.hostrun import HostRun
@@ -19,11 +19,14 @@ from provision.steps.hostrun import HostRun
 HEARTBEAT_SECONDS = 15.0
 
 
+State = TypeVar("State")     # what the waves share (orchestrate.Deploy)
+
+
 @dataclass(frozen=True)
-class Wave:
+class Wave(Generic[State]):
     name: str
-    hosts: Callable[[Any], list[HostRun]] | None   # which hosts, chosen when the wave starts; None: once, here
-    step: Callable[..., None]                        # step(run, state) per host, or step(state) once
+    hosts: Callable[[State], list[HostRun]] | None   # which hosts, chosen when the wave starts; None: once, here
+    step: Callable[..., None]                          # step(run, state) per host, or step(state) once
 
 
 class Runner:
@@ -99,7 +102,7 @@ class Runner:
                 self._step_started.pop(run.name, None)
         self._wait([self.pool.submit(guarded, run) for run in runs])
 
-    def run(self, waves: tuple[Wave, ...], state: Any) -> None:
+    def run(self, waves: tuple[Wave[State], ...], state: State) -> None:
         for wave in waves:
             if self.interrupted:
                 raise Interrupted(f"interrupted before wave {wave.name!r}: the steps in flight finished, nothing "

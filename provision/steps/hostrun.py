@@ -7,9 +7,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from provision.core.plan import HostPlan, Plan
+from provision.core.state import HostState
+from provision.facts.host import HostFacts
 from provision.ssh.remote import Remote
 
 
@@ -39,11 +41,11 @@ class HostRun:
     say: Callable[[str], None]
     changes: list[Change] = field(default_factory=list)
     restarts: list[str] = field(default_factory=list)
-    facts: Any = None                  # facts.HostFacts, from the facts wave
+    facts: HostFacts | None = None     # from the facts wave
     acl_changed: bool | None = None    # users.acl written this run (None: not looked at yet)
     pending_links: list = field(default_factory=list)   # replicas started, link-up not yet waited for
     sentinel_auth_pending: bool = False   # SENTINEL CONFIG SET sentinel-user/pass once all have the user
-    state: Any = None                  # state.HostState from the host's state file (None: it had none)
+    state: HostState | None = None     # from the host's state file (None: it had none)
     step: str = "connect"
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
