@@ -44,6 +44,20 @@ class FakeRemote:
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None) -> CommandResult:
         self.commands.append(command)
         self.stdins.append(stdin)
+        return self._answer(command)
+
+    def _answer(self, command: str) -> CommandResult:
+        as_user = re.fullmatch(r"runuser -u \S+ -- sh -c (.+)", command, re.S)
+        # a redis place is read as the redis user: the same file probes, inside
+        probe = self._file_probe(shlex.split(as_user.group(1))[0] if as_user else command)
+        if probe is not None:
+            return probe
+        for pattern, stdout, exit_code in self.answers:
+            if re.search(pattern, command):
+                return CommandResult(command, exit_code, stdout, "" if exit_code == 0 else "failed")
+        raise UnknownCommand(f"{self.name}: the fake host has no answer for: {command}")
+
+    def _file_probe(self, command: str) -> CommandResult | None:
         state = re.search(r"test -f (\S+) \|\| exit 3; sha256sum \S+ && stat -c '%a %U %G' \S+$", command)
         if state:
             path = shlex.split(state.group(1))[0]
@@ -56,10 +70,7 @@ class FakeRemote:
         if read:
             found = self.files.get(shlex.split(read.group(1))[0])
             return CommandResult(command, 0, found.content, "") if found else CommandResult(command, 3, "", "")
-        for pattern, stdout, exit_code in self.answers:
-            if re.search(pattern, command):
-                return CommandResult(command, exit_code, stdout, "" if exit_code == 0 else "failed")
-        raise UnknownCommand(f"{self.name}: the fake host has no answer for: {command}")
+        return None
 
     def check(self, step: str, command: str, stdin: str | None = None, timeout: float | None = None) -> CommandResult:
         result = self.run(command, stdin=stdin, timeout=timeout)
@@ -68,7 +79,7 @@ class FakeRemote:
         return result
 
     def write_file(self, step: str, path: str, content: bytes, mode: int, owner: str = "root",
-                   group: str | None = None, staging_dir: str | None = None) -> None:
+                   group: str | None = None, staging_dir: str | None = None, as_user: str | None = None) -> None:
         self.written.append(path)
         self.files[path] = FakeFile(content.decode(), mode, owner, group or owner)
 

@@ -178,7 +178,8 @@ def test_a_password_change_goes_live_with_the_password_on_stdin_only(lab_like_pl
     host_plan = lab_like_plan.host_plan("lab2")
     fake = FakeRemote(host_plan.host, answers=[(r".", "OK\n", 0)])
     run = HostRun(fake, lab_like_plan, host_plan, RunOptions(), lambda _: None)
-    refused = node_step._apply_live(run, host_plan.nodes[0], (("masterauth",),))
+    refused = node_step._apply_live(run, host_plan.nodes[0], (("masterauth",),),
+                                    node_step.wanted_directives(run, host_plan.nodes[0]))
     assert refused == []
     assert not any("replication-password-1" in command for command in fake.commands), fake.commands
     assert any(stdin and stdin.endswith('"CONFIG" "SET" "masterauth" "replication-password-1"\n') for stdin in fake.stdins)
@@ -193,7 +194,8 @@ def test_a_replica_started_without_a_restart_is_waited_for_in_a_later_wave_not_i
     from provision.steps import node
     calls: list[str] = []
     monkeypatch.setattr(node, "ensure_acl_file", lambda run: False)
-    monkeypatch.setattr(node, "configure", lambda run, node_plan, master: SimpleNamespace(restart_keys=()))
+    monkeypatch.setattr(node, "wanted_directives", lambda run, node_plan: ())
+    monkeypatch.setattr(node, "configure", lambda run, node_plan, master, wanted: SimpleNamespace(restart_keys=()))
     monkeypatch.setattr(node, "ensure_running", lambda *args: calls.append("start"))
     monkeypatch.setattr(node, "record_settings", lambda run, node_plan: None)
     monkeypatch.setattr(node, "wait_replica_linked", lambda run, node_plan: calls.append("wait for link"))
@@ -231,3 +233,25 @@ def test_check_mode_records_exactly_what_a_real_run_does(outcome, lab_like_plan)
     assert actions[True] == actions[False] and actions[True]
     if outcome.new_groups:
         assert actions[True] == ["SENTINEL MONITOR mymaster 10.77.0.11 6379 2"]
+
+
+def test_a_nodes_wanted_directives_are_rendered_once_for_prediction_patch_and_live_apply(lab_like_plan, monkeypatch):
+    plan = lab_like_plan
+    host_plan = plan.host_plan("lab2")
+    node_plan = host_plan.nodes[0]
+    path = plan.layout.redis_conf(node_plan.port)
+    current = render.redis_conf(plan, node_plan, plan.inventory.host("lab1"), False).replace("maxmemory 128mb",
+                                                                                              "maxmemory 64mb")
+    fake = FakeRemote(host_plan.host, answers=[(r"redis-cli", "OK\n", 0)],
+                      files={path: FakeFile(current, 0o640, "redis", "redis")})
+    run = HostRun(fake, plan, host_plan, RunOptions(), lambda _: None)
+    run.facts = FACTS
+    renders = []
+    real = render.redis_owned_directives
+    monkeypatch.setattr(render, "redis_owned_directives", lambda *args: renders.append(1) or real(*args))
+    wanted = node.wanted_directives(run, node_plan)
+    assert node.predicted_restart_keys(run, node_plan, wanted) == ()
+    outcome = node.configure(run, node_plan, plan.inventory.host("lab1"), wanted)
+    assert outcome.live_keys == (("maxmemory",),)
+    assert node._apply_live(run, node_plan, outcome.live_keys, outcome.wanted) == []
+    assert len(renders) == 1

@@ -317,11 +317,12 @@ def _configure_nodes(run: HostRun, deploy: Deploy, role: str) -> None:
             continue
         group = node_plan.group.name
         master_host = deploy.topology[group].host
+        wanted = node.wanted_directives(run, node_plan)
         if role == "running-master" and node_plan.group.replicas:
-            restart_keys = node.predicted_restart_keys(run, node_plan)
+            restart_keys = node.predicted_restart_keys(run, node_plan, wanted)
             if restart_keys:
                 master_host = _hand_over_before_restart(run, deploy, node_plan, restart_keys)
-        outcome = node.configure(run, node_plan, master_host)
+        outcome = node.configure(run, node_plan, master_host, wanted)
         run.begin("start")
         # The guard asks the Sentinels itself; only a group they do not monitor yet (a fresh one,
         # or sentinels all down) is told its master.

@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass
 
 from provision.core import confparse, render
+from provision.core.confparse import Directive
 from provision.base import directives
 from provision.steps import primitives
 from provision.facts import rediscli, topology
@@ -29,6 +30,13 @@ class ConfigOutcome:
     live_keys: tuple[tuple[str, ...], ...]
     restart_keys: tuple[tuple[str, ...], ...]
     reverted: tuple[tuple[str, str], ...] = ()    # (setting, Redis's default): taken out of the inventory
+    wanted: tuple[Directive, ...] = ()              # the owned directives, as configure compared them
+
+
+def wanted_directives(run: HostRun, node: NodePlan) -> tuple[Directive, ...]:
+    """What the tool owns in the node's redis.conf, rendered once per node and run: the restart
+    prediction, the file patch and the live apply all compare against this one copy."""
+    return tuple(render.redis_owned_directives(run.plan, node, services.uses_systemd(run)))
 
 
 def version_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...], ...]:
@@ -72,14 +80,15 @@ def ensure_acl_file(run: HostRun) -> bool:
     return primitives.ensure_file(run, run.layout.acl_file, render.acl_file(run.plan), 0o640, "redis", "redis")
 
 
-def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutcome:
+def configure(run: HostRun, node: NodePlan, current_master: Host,
+              wanted: tuple[Directive, ...] | None = None) -> ConfigOutcome:
     path = run.layout.redis_conf(node.port)
     current = primitives.read_file(run, path)
     if current is None:
         replicaof = None if current_master.name == node.host.name else current_master
         primitives.ensure_file(run, path, render.redis_conf(run.plan, node, replicaof, services.uses_systemd(run)), 0o640, "redis", "redis")
         return ConfigOutcome(True, None, (), ())
-    wanted = render.redis_owned_directives(run.plan, node, services.uses_systemd(run))
+    wanted = wanted_directives(run, node) if wanted is None else wanted
     changed = confparse.differing_keys(current, wanted)
     removed = _removed_present(run, node, current)
     if changed or removed:
@@ -93,7 +102,7 @@ def configure(run: HostRun, node: NodePlan, current_master: Host) -> ConfigOutco
         defaults = redis_defaults(run, [key[0] for key in removed])
         reverted = tuple((key[0], defaults.get(key[0], "")) for key in removed)
         restart += tuple(key for key in removed if directives.redis_needs_restart(key) or key[0] not in defaults)
-    return ConfigOutcome(False, current, live, restart, reverted)
+    return ConfigOutcome(False, current, live, restart, reverted, wanted)
 
 
 def redis_defaults(run: HostRun, names: list[str]) -> dict[str, str]:
@@ -142,19 +151,20 @@ def live_acl_matches(run: HostRun, node: NodePlan) -> bool:
     return live_users_match(result.stdout, run.plan.inventory.acl.all_users, render.password_hash)
 
 
-def predicted_restart_keys(run: HostRun, node: NodePlan) -> tuple[tuple[str, ...], ...]:
+def predicted_restart_keys(run: HostRun, node: NodePlan, wanted: tuple[Directive, ...]) -> tuple[tuple[str, ...], ...]:
     """Owned settings that differ in the node's current file and need a restart: read only."""
     current = primitives.read_file(run, run.layout.redis_conf(node.port))
     if current is None:
         return ()
     removed = tuple(key for key in _removed_present(run, node, current) if directives.redis_needs_restart(key))
-    return tuple(key for key in confparse.differing_keys(current, render.redis_owned_directives(run.plan, node, services.uses_systemd(run)))
+    return tuple(key for key in confparse.differing_keys(current, wanted)
                  if directives.redis_needs_restart(key)) + removed + version_restart_keys(run, node)
 
 
-def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
+def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...],
+                wanted_directives: tuple[Directive, ...]) -> list[tuple[str, ...]]:
     """CONFIG SET each changed setting; returns the keys Redis refused live (they need a restart)."""
-    wanted = {directive.key: directive for directive in render.redis_owned_directives(run.plan, node, services.uses_systemd(run))}
+    wanted = {directive.key: directive for directive in wanted_directives}
     refused = []
     for key in keys:
         value = " ".join(wanted[key].values)
@@ -209,7 +219,7 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
             None if live_acl_matches(run, node) else "its live users differ from users.acl"
         if reload_reason:
             run.act(f"ACL LOAD on redis-server :{node.port} ({reload_reason})", lambda: _acl_load(run, node))
-        restart_keys += _apply_live(run, node, outcome.live_keys)
+        restart_keys += _apply_live(run, node, outcome.live_keys, outcome.wanted)
         restart_keys += _revert_live(run, node, [item for item in outcome.reverted if (item[0],) not in restart_keys])
         if not restart_keys:
             return None
