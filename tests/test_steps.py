@@ -41,6 +41,12 @@ def acl_list_of(plan) -> str:
                       for user in plan.inventory.acl.all_users]) + "\n"
 
 
+def new_group_outcome(plan, host) -> SentinelOutcome:
+    """What sentinel.configure finds for a group this sentinel does not monitor yet."""
+    owned = render.sentinel_owned_directives(plan, host)
+    return SentinelOutcome((), ("mymaster",), False, new_group_options=sentinel.group_options(owned, "mymaster"))
+
+
 def tuned_files(plan, host_plan) -> dict[str, FakeFile]:
     return {plan.layout.sysctl_file: FakeFile(render.sysctl_file(plan)),
             plan.layout.rc_local: FakeFile(render.with_rc_local_block(None, render.rc_local_block(plan, host_plan)), 0o755)}
@@ -109,11 +115,12 @@ ROWS = [
         answers=lambda plan: (RUNNING, (r"ACL LIST$", acl_list_of(plan), 0), KEEPER_RUNNING),
         never_sent=(r"kill -TERM", r"start-redis")),
     Row("a sentinel learns a new group live with SENTINEL MONITOR",
-        lambda run, plan: sentinel.ensure_running(run, SentinelOutcome((), ("mymaster",), False),
+        lambda run, plan: sentinel.ensure_running(run, new_group_outcome(plan, run.host_plan.host),
                                                   {"mymaster": "10.77.0.11"}),
         answers=(SENTINEL_RUNNING, (r"SENTINEL", "OK\n", 0), SENTINEL_ANSWERS_OK),
         sent=(r"SENTINEL MONITOR mymaster 10.77.0.11 6379 2$",),
-        on_stdin=(r'^\S+\n"SENTINEL" "SET" "mymaster" "auth-user" "sentinel" "auth-pass" "sentinel-password-1"',),
+        on_stdin=(r'^\S+\n"SENTINEL" "SET" "mymaster" "auth-user" "sentinel" "auth-pass" "sentinel-password-1" '
+                  r'"down-after-milliseconds" "2000" "failover-timeout" "10000" "parallel-syncs" "1"\n$',),
         never_sent=(r"runuser .*redis-sentinel", r"SENTINEL SET")),
 ]
 
@@ -215,14 +222,13 @@ def test_a_replica_started_without_a_restart_is_waited_for_in_a_later_wave_not_i
     assert names.index("replica links") == names.index("replicas") + 1
 
 
-@pytest.mark.parametrize("outcome", [
-    SentinelOutcome((), ("mymaster",), False),
-    SentinelOutcome((), (), False, ("oldgroup",)),
-], ids=["a new group", "a dropped group"])
-def test_check_mode_records_exactly_what_a_real_run_does(outcome, lab_like_plan):
+@pytest.mark.parametrize("situation", ["a new group", "a dropped group"])
+def test_check_mode_records_exactly_what_a_real_run_does(situation, lab_like_plan):
     """Check mode is the same description as the real run, not a copy of it (the copy had lost
     SENTINEL MONITOR's port and quorum)."""
     actions = {}
+    outcome = new_group_outcome(lab_like_plan, lab_like_plan.inventory.host("lab2")) if situation == "a new group" \
+        else SentinelOutcome((), (), False, ("oldgroup",))
     for check in (True, False):
         host_plan = lab_like_plan.host_plan("lab2")
         fake = FakeRemote(host_plan.host, answers=[SENTINEL_RUNNING, SENTINEL_ANSWERS_OK])

@@ -32,6 +32,14 @@ class SentinelOutcome:
     removed_groups: tuple[str, ...] = () # monitored here, no longer in the inventory: SENTINEL REMOVE
     users: tuple[Directive, ...] = ()    # ACL SETUSER on the running sentinel (its users changed)
     peer_auth: bool = False              # sentinel-user/pass changed: SENTINEL CONFIG SET, once all have the user
+    new_group_options: tuple[Directive, ...] = ()   # the new groups' per-group options, set with the monitor
+
+
+def group_options(owned: list[Directive], group: str) -> tuple[Directive, ...]:
+    """A group's options a running sentinel takes live (SENTINEL SET), as the template writes
+    them: the directive table decides which, no list kept here."""
+    return tuple(directive for directive in owned if len(directive.key) == 3 and directive.key[2] == group
+                 and directive.key[1] != "quorum" and directives.sentinel_live(directive.key[1]))
 
 
 #: Process settings a running sentinel takes live: its users (ACL SETUSER, then SENTINEL
@@ -104,8 +112,9 @@ def configure(run: HostRun, master_addresses: dict[str, str], new_peers: tuple =
     users = tuple(directive for directive in owned if directive.key == ("user",)) if ("user",) in process_live else ()
     peer_auth = any(key[:2] == ("sentinel", "sentinel-user") or key[:2] == ("sentinel", "sentinel-pass")
                     for key in process_live)
+    new_group_options = tuple(directive for name in new_groups for directive in group_options(owned, name))
     return SentinelOutcome(tuple(live), new_groups, bool(file_changes) or runs_old_version(run), removed_groups,
-                           users, peer_auth)
+                           users, peer_auth, new_group_options)
 
 
 def runs_old_version(run: HostRun) -> bool:
@@ -180,15 +189,14 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
     for name in outcome.removed_groups:
         sentinel_act(["SENTINEL", "REMOVE", name], f"SENTINEL REMOVE {name} ({_REMOVED_NOTE})")
     groups = {group.name: group for group in run.plan.inventory.groups}
-    acl = run.plan.inventory.acl
     for name in outcome.new_groups:
         group = groups[name]
         monitor = ["SENTINEL", "MONITOR", name, master_addresses[name], str(group.port), str(group.quorum)]
-        options = ["SENTINEL", "SET", name, "auth-user", acl.sentinel.name, "auth-pass", acl.sentinel.password.value,
-                   "down-after-milliseconds", str(group.down_after_milliseconds),
-                   "failover-timeout", str(group.failover_timeout), "parallel-syncs", str(group.parallel_syncs)]
-        run.act(" ".join(monitor), lambda monitor=monitor, options=options: (_sentinel(run, monitor),
-                                                                              _sentinel(run, options)))
+        options = ["SENTINEL", "SET", name] + [word for directive in outcome.new_group_options
+                                               if directive.key[2] == name
+                                               for word in (directive.key[1], *directive.values)]
+        run.act(" ".join(monitor), lambda monitor=monitor, options=options: (
+            _sentinel(run, monitor), len(options) > 3 and _sentinel(run, options)))
 
 
 def switch_peer_auth(run: HostRun) -> None:
