@@ -79,7 +79,8 @@ def view(plan: Plan, connections: dict[str, Remote]) -> tuple[GroupView, ...]:
                 sentinels.append(SentinelView(name, group.name, None, "unreachable", None, None))
                 continue
             result = rediscli.sentinel_call(connection, plan, host, ["SENTINEL", "MASTER", group.name], timeout=3)
-            state = rediscli.parse_pairs(result.stdout) if result.ok and not rediscli.reply_error(result) else {}
+            reply = rediscli.answer(result)
+            state = rediscli.parse_pairs(reply) if reply is not None else {}
             sentinels.append(SentinelView(name, group.name, state.get("ip"), state.get("flags", "down"),
                                           int(state["num-slaves"]) if "num-slaves" in state else None,
                                           int(state["num-other-sentinels"]) if "num-other-sentinels" in state else None))

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from provision.core import confparse, render
 from provision.facts import host as facts, rediscli, topology
+from provision.facts.poll import poll
 from provision.ssh import remote
 from provision.base import defaults, table
 from provision.inventory import Group, Host
@@ -257,13 +257,8 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
             lag = int(seen.get("lag", "-1")) if seen else -1
             results.append(CheckResult(name, f"{group.name} lag", 0 <= lag <= LAG_LIMIT_SECONDS,
                                        f"lag {lag}s, state {seen.get('state', 'not connected')} (limit {LAG_LIMIT_SECONDS}s)"))
-            deadline = time.monotonic() + OFFSET_CONVERGE_SECONDS
-            got = ""
-            while time.monotonic() < deadline:
-                got = _admin_call(plan, connections[name], replica, group.port, ["GET", key]).stdout.strip()
-                if got == value:
-                    break
-                time.sleep(0.1)
+            _, got = poll(lambda: _admin_call(plan, connections[name], replica, group.port, ["GET", key]).stdout.strip(),
+                          lambda got: got == value, OFFSET_CONVERGE_SECONDS, 0.1)
             results.append(CheckResult(name, f"{group.name} replicated write", got == value,
                                        "verify key read back" if got == value else
                                        f"verify key not seen after {OFFSET_CONVERGE_SECONDS:.0f}s"))

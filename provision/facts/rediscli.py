@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 
+from provision.base.errors import HostError
 from provision.inventory import AclUser
 from provision.core.plan import Layout
 from provision.ssh.remote import CommandResult, Remote
@@ -72,6 +73,21 @@ def reply_error(result: CommandResult) -> str | None:
     if any(first.startswith(prefix) for prefix in REPLY_ERRORS):
         return text
     return None
+
+
+def answer(result: CommandResult) -> str | None:
+    """The reply when the command worked, None when it failed or Redis answered an error: for
+    reads that treat an unreachable node like an unknown one."""
+    return None if reply_error(result) else result.stdout
+
+
+def checked(result: CommandResult, host: str, step: str, shown: str) -> str:
+    """The reply, or HostError naming the host, the step and the command as it may be shown
+    (never a secret argument): the one call-and-raise every step uses."""
+    error = reply_error(result)
+    if error:
+        raise HostError(host, step, shown, error)
+    return result.stdout
 
 
 def parse_info(text: str) -> dict[str, str]:

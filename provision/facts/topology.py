@@ -102,7 +102,8 @@ def node_roles(plan: Plan, remotes: dict[str, Remote], group: Group) -> dict[str
         host = plan.inventory.host(member)
         result = rediscli.call(remote, plan.layout, host.data_address, group.port, ["ROLE"],
                                user=plan.inventory.acl.admin, timeout=5)
-        role = parse_role(result.stdout) if result.ok and not rediscli.reply_error(result) else None
+        reply = rediscli.answer(result)
+        role = parse_role(reply) if reply is not None else None
         if role:
             roles[member] = role
     return roles
@@ -175,7 +176,7 @@ def sentinel_view(plan: Plan, remotes: dict[str, Remote], running: set[str]) -> 
         if remote is None or host.name not in running:
             continue
         result = rediscli.sentinel_call(remote, plan, host, ["SENTINEL", "MASTERS"], timeout=5)
-        if not result.ok or rediscli.reply_error(result):
+        if rediscli.answer(result) is None:
             continue
         view = []
         for master in rediscli.parse_records(result.stdout, "name"):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from provision.ssh import hostlock
 from provision.facts import rediscli
+from provision.facts.poll import poll
 from provision.checks import status
 from provision.base.errors import ProvisionError, UsageError
 from provision.inventory import Group
@@ -125,14 +126,13 @@ def _wait_sentinel_sees_a_promotable_replica(plan: Plan, connection: Remote, sen
     """Before the master's writes are paused: a replica whose fence its keeper lifted moments ago
     (one just restarted in the same rolling run) still looks fenced to Sentinel until its next
     INFO, and SENTINEL FAILOVER would answer NOGOODSLAVE with the writes held."""
-    deadline = time.monotonic() + PRIORITY_SEEN_SECONDS
-    records: list[dict[str, str]] = []
-    while time.monotonic() < deadline:
+    def replicas_seen() -> list[dict[str, str]]:
         reply = rediscli.sentinel_call(connection, plan, sentinel, ["SENTINEL", "REPLICAS", group.name], timeout=5)
-        records = rediscli.parse_records(reply.stdout, "name") if reply.ok else []
-        if any(promotable(record) for record in records):
-            return
-        time.sleep(0.5)
+        return rediscli.parse_records(reply.stdout, "name") if reply.ok else []
+    seen_one, records = poll(replicas_seen, lambda found: any(promotable(record) for record in found),
+                             PRIORITY_SEEN_SECONDS, 0.5)
+    if seen_one:
+        return
     seen = ", ".join(f"{r.get('name')} priority {r.get('slave-priority')} {r.get('flags')}" for r in records)
     raise ProvisionError(f"group {group.name}: sentinel {sentinel.name} sees no replica it could promote after "
                          f"{PRIORITY_SEEN_SECONDS}s ({seen or 'none'}); not failing over")
@@ -149,13 +149,9 @@ def caught_up(info: dict[str, str]) -> bool:
 
 
 def _wait_replicas_caught_up(group: Group, old_master: str, read_info) -> None:
-    deadline = time.monotonic() + CATCH_UP_SECONDS
-    info: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        info = rediscli.parse_info(read_info().stdout)
-        if caught_up(info):
-            return
-        time.sleep(0.05)
+    done, info = poll(lambda: rediscli.parse_info(read_info().stdout), caught_up, CATCH_UP_SECONDS, 0.05)
+    if done:
+        return
     seen = {address: replica.get("offset") for address, replica in rediscli.replicas_in_info(info).items()}
     raise ProvisionError(f"group {group.name}: the replicas of {old_master} did not catch up with its writes "
                          f"paused within {CATCH_UP_SECONDS}s (master offset {info.get('master_repl_offset')}, "

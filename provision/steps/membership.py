@@ -17,6 +17,7 @@ from provision.core import render
 from provision.base.errors import HostError
 from provision.steps.hostrun import HostRun
 from provision.core.plan import Plan
+from provision.facts.poll import poll
 from provision.facts.topology import Monitored
 from provision.ssh.remote import Remote
 from provision.steps import services
@@ -125,11 +126,8 @@ def forget_departed(plan: Plan, remotes: dict[str, Remote], say, check: bool = F
             continue
         for group in plan.inventory.groups:
             def call(args, host=host, remote=remote):
-                result = rediscli.sentinel_call(remote, plan, host, args, timeout=10)
-                error = rediscli.reply_error(result)
-                if error:
-                    raise HostError(host.name, "forget", " ".join(args[:3]), error)
-                return result.stdout
+                return rediscli.checked(rediscli.sentinel_call(remote, plan, host, args, timeout=10), host.name,
+                                        "forget", " ".join(args[:3]))
             state = rediscli.parse_pairs(call(["SENTINEL", "MASTER", group.name]))
             if int(state.get("num-slaves", 0)) <= len(group.replicas) and \
                     int(state.get("num-other-sentinels", 0)) <= expected_sentinels:
@@ -162,14 +160,10 @@ def forget_departed(plan: Plan, remotes: dict[str, Remote], say, check: bool = F
 
 
 def _wait_rediscovered(name: str, group, expected_sentinels: int, read, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    state: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        state = read()
-        if int(state.get("num-slaves", -1)) == len(group.replicas) and \
-                int(state.get("num-other-sentinels", -1)) == expected_sentinels:
-            return
-        time.sleep(0.2)
+    done, state = poll(read, lambda state: int(state.get("num-slaves", -1)) == len(group.replicas) and
+                       int(state.get("num-other-sentinels", -1)) == expected_sentinels, seconds, 0.2)
+    if done:
+        return
     raise HostError(name, "forget", f"SENTINEL RESET {group.name}",
                     f"after {seconds:.0f}s the sentinel sees {state.get('num-slaves')} replica(s) and "
                     f"{state.get('num-other-sentinels')} other sentinel(s), not {len(group.replicas)} and "

@@ -144,11 +144,9 @@ def live_users_match(acl_list: str, users, hash_of) -> bool:
 
 
 def live_acl_matches(run: HostRun, node: NodePlan) -> bool:
-    result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["ACL", "LIST"],
-                           user=run.plan.inventory.acl.admin)
-    if rediscli.reply_error(result):
-        return False
-    return live_users_match(result.stdout, run.plan.inventory.acl.all_users, render.password_hash)
+    acl_list = rediscli.answer(rediscli.call(run.remote, run.layout, node.host.data_address, node.port,
+                                             ["ACL", "LIST"], user=run.plan.inventory.acl.admin))
+    return acl_list is not None and live_users_match(acl_list, run.plan.inventory.acl.all_users, render.password_hash)
 
 
 def predicted_restart_keys(run: HostRun, node: NodePlan, wanted: tuple[Directive, ...]) -> tuple[tuple[str, ...], ...]:
@@ -230,11 +228,8 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
 
 
 def _acl_load(run: HostRun, node: NodePlan) -> None:
-    result = rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["ACL", "LOAD"],
-                           user=run.plan.inventory.acl.admin)
-    error = rediscli.reply_error(result)
-    if error:
-        raise HostError(run.name, run.step, "redis-cli ACL LOAD", error)
+    rediscli.checked(rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["ACL", "LOAD"],
+                                   user=run.plan.inventory.acl.admin), run.name, run.step, "redis-cli ACL LOAD")
 
 
 def _start_or_roll_back(run: HostRun, node: NodePlan, outcome: ConfigOutcome, known_master: str | None,

@@ -128,11 +128,8 @@ def _sentinel(run: HostRun, args: list[str]) -> str:
     host = run.host_plan.host
     secret = directives.sentinel_command_secret(args)
     result = rediscli.sentinel_call(run.remote, run.plan, host, args, secret_args=secret)
-    error = rediscli.reply_error(result)
-    if error:
-        shown = args[:3] + (["<secret>"] if secret else args[3:])
-        raise HostError(run.name, run.step, "redis-cli -p sentinel " + " ".join(shown), error)
-    return result.stdout
+    shown = args[:3] + (["<secret>"] if secret else args[3:])
+    return rediscli.checked(result, run.name, run.step, "redis-cli -p sentinel " + " ".join(shown))
 
 
 def _shown(args: list[str]) -> str:

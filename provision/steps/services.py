@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass
 import time
 
+from provision.facts.poll import poll
 from provision.facts import host as facts, rediscli
 from provision.steps import primitives
 from provision.core import render
@@ -164,11 +165,7 @@ def stop(run: HostRun, port: int | None, wait_seconds: float = 30) -> None:
 
 def wait_until(run: HostRun, what: str, probe, seconds: float, interval: float = 0.25):
     """Poll probe() until it returns a true value; HostError naming `what` on timeout."""
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:
-        value, last = probe()
-        if value:
-            return value
-        time.sleep(interval)
+    done, (value, last) = poll(probe, lambda answer: bool(answer[0]), seconds, interval)
+    if done:
+        return value
     raise HostError(run.name, run.step, f"wait for {what}", f"not reached after {seconds:.0f}s; last seen: {last}")
