@@ -2,7 +2,6 @@
 with a bad source, with a host gone, with a config Redis refuses."""
 from __future__ import annotations
 
-
 import pytest
 import redis
 
@@ -12,7 +11,6 @@ from tests.labtools import (run_on, sentinel_client, client, deploy, master_per_
                             verify_failures, wait_for)
 
 pytestmark = pytest.mark.lab
-
 
 
 def test_fresh_deploy_builds_once_and_gives_a_healthy_replicated_group(bare_lab, lab_inventory, artifact_dir):

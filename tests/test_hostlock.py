@@ -37,7 +37,7 @@ def test_a_holder_that_ran_here_and_is_gone_is_stale_and_others_are_not():
     assert hostlock.stale(f"deploy by root@{here} pid {gone.pid} since x host-pid 999") == 999
     assert hostlock.stale(f"deploy by root@{here} pid {os.getppid()} since x host-pid 999") is None
     assert hostlock.stale(f"deploy by root@elsewhere pid {gone.pid} since x host-pid 999") is None
-    assert hostlock.parse_holder(f"drill by u@h pid 12 since x host-pid 34") == ("h", 12, 34)
+    assert hostlock.parse_holder("drill by u@h pid 12 since x host-pid 34") == ("h", 12, 34)
 
 
 class _Connection:

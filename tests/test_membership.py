@@ -1,12 +1,17 @@
-"""The forget wave's decision, on a sentinel whose answers are scripted: a group holding a stale
-entry that still runs is never RESET (a RESET would find it again and the wait that follows
-fails), even when other stale entries are down; check mode names what the run would forget,
-counting what this run stops first as down."""
+"""Membership without the lab: what must stop on a host, what a sentinel must forget, and the
+forget wave's decision on a sentinel whose answers are scripted: a group holding a stale entry
+that still runs is never RESET (a RESET would find it again and the wait that follows fails),
+even when other stale entries are down; check mode names what the run would forget, counting
+what this run stops first as down."""
 from __future__ import annotations
 
-from provision.facts import rediscli
+from provision import inventory
+from provision.core import plan as planner, render
+from provision.facts import rediscli, topology
+from provision.facts.host import HostFacts, RedisProcess
 from provision.ssh.remote import CommandResult
 from provision.steps import membership
+from tests.test_inventory import base, write
 
 DEPARTED_DOWN = {"name": "10.77.0.14:6379", "ip": "10.77.0.14", "port": "6379", "flags": "s_down,slave,disconnected"}
 STRANGER_UP = {"name": "10.77.0.99:6379", "ip": "10.77.0.99", "port": "6379", "flags": "slave"}
@@ -85,3 +90,61 @@ def test_check_mode_still_names_a_running_stranger_instead_of_an_empty_list(lab_
     membership.forget_departed(lab_like_plan, {h.name: object() for h in lab_like_plan.inventory.hosts},
                                said.append, check=True, settle_seconds=0)
     assert said and all("knows replica 10.77.0.99:6379 in group mymaster" in line for line in said)
+
+
+ENVIRONMENT = {"PA": "admin-password-1", "PR": "replication-password-1", "PS": "sentinel-password-1",
+               "PP": "app-password-1"}
+
+
+def host_facts(*processes: RedisProcess, active_bin: str | None = "versions/7.0.15/bin") -> HostFacts:
+    return HostFacts(os_id="debian", os_version="12", arch="x86_64", init_system="bash", active_bin=active_bin,
+                     installed_version="7.0.15", missing_build_tools=(), package_manager="apt-get",
+                     has_redis_user=True, processes=processes)
+
+
+def server(port=6379, version="7.0.15", address="10.77.0.11", install_dir="/app/redis", sentinel=False):
+    return RedisProcess(100, f"{install_dir}/versions/{version}/bin/redis-server", address, port, sentinel)
+
+
+def monitored(name="mymaster", port=6379, master="10.77.0.11", replicas=("10.77.0.12", "10.77.0.13")):
+    return topology.Monitored(name, (master, port), tuple((address, port) for address in replicas))
+
+
+def test_sentinel_forgets_only_departed_members_that_are_down(lab_like_plan):
+    group = lab_like_plan.inventory.groups[0]
+    replicas = [{"ip": "10.77.0.12", "port": "6379", "flags": "slave"},
+                {"ip": "10.77.0.14", "port": "6379", "flags": "s_down,slave,disconnected"},
+                {"ip": "10.77.0.15", "port": "6379", "flags": "slave"}]
+    sentinels = [{"ip": "10.77.0.12", "flags": "sentinel"}, {"ip": "10.77.0.14", "flags": "sentinel,disconnected"}]
+    down, up = membership.stale_entries(lab_like_plan, group, replicas, sentinels)
+    assert down == ["replica 10.77.0.14:6379", "sentinel 10.77.0.14"]
+    assert up == ["replica 10.77.0.15:6379"]
+
+
+def test_retired_host_loses_only_the_tools_rc_local_block():
+    text = "#!/bin/sh\necho mine\n" + render.RC_LOCAL_BEGIN + "\nstart redis\n" + render.RC_LOCAL_END + "\nexit 0\n"
+    assert render.without_rc_local_block(text) == "#!/bin/sh\necho mine\nexit 0\n"
+    assert render.without_rc_local_block("#!/bin/sh\nexit 0\n") == "#!/bin/sh\nexit 0\n"
+
+
+def test_what_must_stop_on_a_host_follows_the_inventory_and_the_sentinels(tmp_path):
+    from types import SimpleNamespace
+    document = base()
+    document["hosts"] = {f"lab{i}": {"address": f"10.77.0.1{i}"} for i in range(1, 6)}
+    document["hosts"]["lab5"]["state"] = "absent"
+    document["groups"] = {"mymaster": {"master": "lab1", "replicas": ["lab2"], "quorum": 2}}
+    document["sentinels"] = ["lab1", "lab2", "lab3"]
+    plan = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    view = (monitored(replicas=("10.77.0.12", "10.77.0.13")), monitored(name="dropped", port=6380, master="10.77.0.13"))
+
+    def run_on(name, *processes):
+        return SimpleNamespace(facts=host_facts(*processes), host_plan=plan.host_plan(name), plan=plan)
+    sentinel = server(port=26379, sentinel=True)
+    # lab3: out of mymaster (stops), master of a group the inventory dropped (left), still a sentinel
+    lab3 = run_on("lab3", server(address="10.77.0.13"), server(port=6380, address="10.77.0.13"), sentinel)
+    assert membership.unwanted_processes(lab3, view) == [(6379, "no longer a member of group mymaster")]
+    lab5 = run_on("lab5", server(address="10.77.0.15"), sentinel)
+    assert membership.unwanted_processes(lab5, view) == [(6379, "the host is state: absent"),
+                                                         (None, "the host is state: absent")]
+    lab2 = run_on("lab2", server(address="10.77.0.12"), sentinel)
+    assert membership.unwanted_processes(lab2, view) == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import shlex
 import shutil
 import stat
 import subprocess

@@ -15,7 +15,6 @@ def _replica(lab_inventory) -> str:
     return next(n for n in ("lab3", "lab2", "lab1") if client(lab_inventory, n).info("replication")["role"] == "slave")
 
 
-
 def _failed(lab) -> set[tuple[str, str]]:
     return {(result.host, result.check) for result in verify_failures(lab)}
 
