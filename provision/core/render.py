@@ -154,11 +154,18 @@ def sysctl_file(plan: Plan) -> str:
     return _render("sysctl.conf.j2", sysctl=plan.inventory.system.sysctl)
 
 
+def sentinel_start_line(layout, redis_user: str = defaults.REDIS_USER) -> str:
+    """How a sentinel starts where systemd does not run it: at boot (rc.local) and by a run."""
+    return (f"runuser -u {shlex.quote(redis_user)} -- {shlex.quote(layout.binary('redis-sentinel'))} "
+            f"{shlex.quote(layout.sentinel_conf)}")
+
+
 def rc_local_block(plan: Plan, host_plan: HostPlan, systemd: bool = False) -> str:
     """On a systemd host the units start Redis; the block keeps only the THP lines."""
     return _render("rc.local.block.j2", thp=plan.inventory.system.transparent_hugepage, layout=plan.layout,
                    ports=[] if systemd else [node.port for node in host_plan.nodes],
-                   sentinel=host_plan.runs_sentinel and not systemd, systemd=systemd)
+                   sentinel_start=sentinel_start_line(plan.layout) if host_plan.runs_sentinel and not systemd else "",
+                   systemd=systemd)
 
 
 THP_UNIT = "redis-provision-thp.service"

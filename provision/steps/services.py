@@ -39,7 +39,7 @@ def start_command_for(layout: Layout, port: int | None, master: str | None = Non
     # umask 0027: Redis creates the files it rewrites (CONFIG REWRITE, Sentinel's state) with
     # 0666 & ~umask, and those files hold passwords.
     if port is None:
-        return f"umask 0027; runuser -u redis -- {shlex.quote(layout.binary('redis-sentinel'))} {shlex.quote(layout.sentinel_conf)}"
+        return f"umask 0027; {render.sentinel_start_line(layout)}"
     return f"{shlex.quote(layout.start_script)} {port} --wait {int(wait_seconds)}{forced}"
 
 
