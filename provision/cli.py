@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from provision import inventory
@@ -20,7 +20,19 @@ from provision.base.table import format_table
 
 
 def parse_limit(limit: str | None) -> tuple[str, ...]:
-    return tuple(name.strip() for name in (limit or "").split(",") if name.strip())
+    """--limit's patterns. Given but empty (an unset CI variable) is refused: it would select
+    every host, the opposite of what a limit is for."""
+    patterns = tuple(name.strip() for name in (limit or "").split(",") if name.strip())
+    if limit is not None and not patterns:
+        raise UsageError(f"--limit {limit!r}: no host, group or pattern in it; leave --limit out to run on every host")
+    return patterns
+
+
+def limit_names(plan: planner.Plan, patterns: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return planner.limit_hosts(plan.inventory, patterns)
+    except KeyError as error:
+        raise UsageError(str(error.args[0])) from None
 
 
 def load_inventory(inventory_path: str) -> inventory.Inventory:
@@ -32,11 +44,32 @@ def load_inventory(inventory_path: str) -> inventory.Inventory:
 
 def load_plan(inventory_path: str, limit: str | None = None) -> planner.Plan:
     """Inventory → plan, before any host is touched; InventoryError lists every problem."""
+    parse_limit(limit)
     loaded = load_inventory(inventory_path)
     try:
         return planner.build(loaded, parse_limit(limit))
     except KeyError as error:
         raise UsageError(str(error.args[0])) from None
+
+
+def is_lab(plan: planner.Plan) -> bool:
+    """The project's own lab (its controller namespace): operations there need no confirmation."""
+    return plan.inventory.controller.network_namespace == LAB_NAMESPACE
+
+
+#: The lab's controller namespace (lab/hosts.py BRIDGE_NAMESPACE; the package does not import lab/).
+LAB_NAMESPACE = "rplab"
+
+
+def require_confirmation(plan: planner.Plan, confirm, action: str) -> None:
+    """An operation that disturbs a real deployment asks first: `confirm` is --yes (always true),
+    a prompt on a terminal, or absent (refused, naming --yes)."""
+    if is_lab(plan):
+        return
+    if confirm is None:
+        raise UsageError(f"{action}: on hosts outside the lab this needs confirmation; pass --yes")
+    if not confirm(f"{action} on {plan.inventory.path}?"):
+        raise UsageError(f"{action}: not confirmed; nothing changed")
 
 
 def controller_network(plan: planner.Plan):
@@ -50,6 +83,7 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
            say=output.say, version: str | None = None, allow_major: bool = False) -> orchestrate.DeployReport:
     """With as_json, progress goes wherever `say` sends it and the recap is one JSON document.
     `version`: run another release than the inventory's (upgrade, rollback)."""
+    parse_limit(limit)                  # a bad flag is refused before the inventory is read
     loaded = load_inventory(inventory_path)
     written = loaded.redis.version      # what the inventory says, before any --version
     if version is not None:
@@ -159,41 +193,76 @@ def format_recap_json(report: orchestrate.DeployReport) -> str:
                        "changed": report.changed, "masters": report.masters, "hosts": hosts}, indent=2)
 
 
-def verify(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
+@dataclass(frozen=True)
+class Verdict:
+    """What verify or status found: true when every check passed; the hosts that could not be
+    reached are named apart (their own exit code)."""
+    ok: bool
+    unreachable: tuple[str, ...] = ()
+    only_unreachable: bool = False      # every failure is a host that could not be reached
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def verify(inventory_path: str, as_json: bool = False, say=output.say, limit: str | None = None) -> Verdict:
+    """Every host is checked (the group's checks need them all); --limit keeps the report to
+    some hosts and the group-wide checks."""
     from provision.checks import verify as verifier
+    patterns = parse_limit(limit)
     plan = load_plan(inventory_path)
+    shown = set(limit_names(plan, patterns)) if limit is not None else None
     with controller_network(plan):
         results = verifier.run(plan)
+    hosts = {host.name for host in plan.inventory.hosts}
+    if shown is not None:
+        results = [result for result in results if result.host in shown or result.host not in hosts]
     mask = secret_masker(plan.inventory)
     if as_json:
         print(mask(verifier.format_json(results)), flush=True)
     else:
         say(mask(verifier.format_table(results)))
-    return all(result.ok for result in results)
+    unreachable = tuple(result.host for result in results if result.check == "ssh" and not result.ok)
+    return Verdict(all(result.ok for result in results), unreachable,
+                   all(result.ok or result.check == "ssh" for result in results))
 
 
-def status(inventory_path: str, as_json: bool = False, say=output.say) -> bool:
+def status(inventory_path: str, as_json: bool = False, say=output.say, limit: str | None = None) -> Verdict:
     from provision.checks import status as live
+    patterns = parse_limit(limit)
     plan = load_plan(inventory_path)
+    shown = set(limit_names(plan, patterns)) if limit is not None else None
     with controller_network(plan):
         connections, failed = remote.open_all(plan)
         try:
             groups = live.view(plan, connections)
         finally:
             remote.close_all(connections)
-    unreachable = {name: remote.reason(error) for name, error in failed.items()}
+    unreachable = {name: remote.reason(error) for name, error in failed.items() if shown is None or name in shown}
+    if shown is not None:
+        groups = live.only_hosts(groups, shown)
     if as_json:
         print(output.mask(live.format_json(plan, groups, unreachable)), flush=True)
     else:
         say(live.format_view(plan, groups, unreachable))
-    return live.healthy(groups, unreachable)
+    ordered = tuple(host.name for host in plan.inventory.hosts if host.name in unreachable)
+    return Verdict(live.healthy(groups, unreachable), ordered, live.healthy(groups, {}))
 
 
-def failover(inventory_path: str, group: str | None = None, say=output.say):
+def failover(inventory_path: str, group: str | None = None, say=output.say, check: bool = False,
+             confirm=None):
+    """`confirm(question)`: asked before a real failover of a group outside the lab."""
     from provision.ops import failover as switchover
     plan = load_plan(inventory_path)
+    if not check:
+        require_confirmation(plan, confirm, f"fail over group {switchover.named_group(plan, group).name} "
+                                            "(its writes pause for up to a few seconds)")
     with controller_network(plan):
-        result = switchover.run(plan, group)
+        result = switchover.run(plan, group, check=check)
+    if check:
+        say(f"group {result.group}: would pause writes on {result.old_master}, wait until "
+            f"{', '.join(result.linked_replicas)} have them all, and SENTINEL FAILOVER to one of them; nothing changed")
+        return result
     say(f"group {result.group}: {result.old_master} -> {result.new_master}; all sentinels agreed after "
         f"{result.seconds_to_switch:.2f}s, {result.old_master} replicating from it after {result.seconds_to_rejoin:.2f}s")
     return result
@@ -213,9 +282,11 @@ def promote(inventory_path: str, group: str | None = None, host: str | None = No
 
 def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: str | None = None, say=output.say,
           allow_reboot: bool = False, order: str = "replica,master,replica", spacing: float = 1.0,
-          allow_partition: bool = False, host_reboot=None):
+          allow_partition: bool = False, host_reboot=None, confirm=None):
     from provision.ops import drill as failure_drill
     plan = load_plan(inventory_path)
+    require_confirmation(plan, confirm, f"drill --mode {mode}: fail the master of "
+                                        f"{group or plan.inventory.groups[0].name} under a writing client")
     with controller_network(plan):
         report = failure_drill.run(plan, mode=mode, seconds=seconds, group_name=group, say=say,
                                    allow_reboot=allow_reboot, order=order, spacing=spacing,

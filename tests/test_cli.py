@@ -109,3 +109,84 @@ def test_every_option_of_every_task_has_its_help_from_one_table():
             shared = tasks.HELP.get(argument.name.replace("-", "_"))
             assert shared is None or argument.help == shared or argument.name in ("check", "version", "json"), \
                 (name, argument.name)
+
+
+def console(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The console script as a pip install runs it (provision.tasks:program)."""
+    return subprocess.run([sys.executable, "-c", "import sys; from provision.tasks import program; "
+                           "program.run(['redis-provision', *sys.argv[1:]])", *args], cwd="/",
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_every_tasks_help_shows_its_options_and_the_exit_codes_without_running_it():
+    from provision import tasks
+    for name in tasks.collection().task_names:
+        result = console(name, "--help")
+        assert result.returncode == 0, (name, result.stdout, result.stderr)
+        assert "Options:" in result.stdout and "Exit codes:" in result.stdout and "  4  " in result.stdout, name
+        assert "error" not in result.stderr, (name, result.stderr)
+    top = console("--help")
+    assert top.returncode == 0 and "--dry" not in top.stdout and "--echo" not in top.stdout
+    assert "Exit codes:" in top.stdout
+
+
+def test_a_short_flag_means_one_option_on_every_task_and_l_is_limit():
+    from provision import tasks
+    meaning: dict[str, set[str]] = {}
+    for name, item in tasks.collection().tasks.items():
+        for argument in item.get_arguments():
+            for flag in argument.names[1:]:
+                meaning.setdefault(flag, set()).add(argument.name)
+        names = {argument.name for argument in item.get_arguments()}
+        if "limit" in names:
+            assert any(argument.name == "limit" and "l" in argument.names for argument in item.get_arguments())
+    assert {flag: options for flag, options in meaning.items() if len(options) > 1} == {}
+    assert meaning["l"] == {"limit"} and meaning["v"] == {"verbose"} and meaning["i"] == {"inventory"}
+    for name in ("verify", "status"):
+        assert "limit" in {argument.name for argument in tasks.collection()[name].get_arguments()}
+
+
+def test_a_mistyped_flag_or_task_exits_2_in_the_tools_words_with_a_did_you_mean():
+    flag = console("deploy", "--limt", "lab1")
+    assert flag.returncode == 2 and "error: deploy: unknown option --limt; did you mean --limit?" in flag.stderr
+    task = console("deplyo")
+    assert task.returncode == 2 and "did you mean deploy?" in task.stderr
+    assert "No idea what" not in flag.stderr + task.stderr
+
+
+def test_an_empty_limit_is_refused_before_the_inventory_is_read():
+    result = console("deploy", "--limit", "", "-i", "/nonexistent.yml")
+    assert result.returncode == 2 and "--limit '': no host, group or pattern" in result.stderr
+
+
+def test_upgrade_needs_its_version_as_a_flag_and_help_does_not_run_it():
+    result = console("upgrade", "-i", "/nonexistent.yml")
+    assert result.returncode == 2 and "--version is required" in result.stderr
+
+
+def test_exit_codes_tell_a_failed_host_from_an_unreachable_one():
+    from types import SimpleNamespace
+
+    from provision import tasks
+    assert tasks._code(SimpleNamespace(ok=True, unreachable=())) == 0
+    assert tasks._code(SimpleNamespace(ok=True, unreachable=("lab3",))) == tasks.EXIT_UNREACHABLE == 4
+    assert tasks._code(SimpleNamespace(ok=True, unreachable=("lab3",)), allow_unreachable=True) == 0
+    assert tasks._code(SimpleNamespace(ok=False, unreachable=("lab3",))) == 1
+    from provision.cli import Verdict
+    assert tasks._verdict_code(Verdict(False, ("lab3",), only_unreachable=True), False) == 4
+    assert tasks._verdict_code(Verdict(False, ("lab3",), only_unreachable=False), True) == 1
+    assert tasks._verdict_code(Verdict(True), False) == 0
+
+
+def test_failover_and_drill_outside_the_lab_need_confirmation(tmp_path):
+    path = tmp_path / "inv.yml"
+    path.write_text(yaml.safe_dump(base(), sort_keys=False))
+    for command in (["failover", "-i", str(path)], ["drill", "-i", str(path)]):
+        result = console(*command, env=ENVIRONMENT)
+        assert result.returncode == 2 and "needs confirmation; pass --yes" in result.stderr, result.stderr
+
+
+def test_the_cli_knows_the_labs_namespace_without_importing_the_lab():
+    from lab import hosts
+    from provision import cli
+    assert cli.LAB_NAMESPACE == hosts.BRIDGE_NAMESPACE

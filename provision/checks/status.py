@@ -107,6 +107,13 @@ def format_view(plan: Plan, groups: tuple[GroupView, ...], unreachable: dict[str
     return "\n".join(lines)
 
 
+def only_hosts(groups: tuple[GroupView, ...], hosts: set[str]) -> tuple[GroupView, ...]:
+    """The nodes kept to some hosts (--limit); every sentinel stays, since the master is the word
+    of a majority of all of them."""
+    return tuple(GroupView(group.group, tuple(node for node in group.nodes if node.host in hosts), group.sentinels)
+                 for group in groups)
+
+
 def healthy(groups: tuple[GroupView, ...], unreachable: dict[str, str]) -> bool:
     """Every host answered and a sentinel majority names a master in every group."""
     return not unreachable and all(group.sentinel_master for group in groups)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from provision.ssh import hostlock
+from provision.ssh import hostlock, remote as remotes
 from provision.facts import rediscli
 from provision.facts.poll import poll
 from provision.checks import status
@@ -169,18 +169,35 @@ def named_group(plan: Plan, group_name: str | None) -> Group:
     return group
 
 
-def run(plan: Plan, group_name: str | None = None) -> FailoverResult:
+@dataclass(frozen=True)
+class FailoverPlan:
+    """What a failover would do, found read-only: --check prints it, a real run acts on it."""
+    group: str
+    old_master: str
+    linked_replicas: tuple[str, ...]      # replicas with their link up: Sentinel promotes one of them
+
+
+def planned(plan: Plan, connections: dict[str, Remote], group: Group) -> FailoverPlan:
+    current = next(v for v in status.view(plan, connections) if v.group == group.name)
+    master_address = current.sentinel_master
+    if master_address is None:
+        raise ProvisionError(f"group {group.name}: the sentinels do not agree on a master; not failing over")
+    old_master = plan.host_by_data_address(master_address).name
+    linked = tuple(node.host for node in current.nodes if node.role == "slave" and node.link == "up")
+    if not linked:
+        raise ProvisionError(f"group {group.name}: no replica with its link up to promote")
+    return FailoverPlan(group.name, old_master, linked)
+
+
+def run(plan: Plan, group_name: str | None = None, check: bool = False) -> FailoverResult | FailoverPlan:
+    """The switchover, or under --check what it would do (no lock, nothing paused)."""
     group = named_group(plan, group_name)
-    connections, _ = hostlock.open_locked(plan, "failover")
+    connections, _ = remotes.open_all(plan) if check else hostlock.open_locked(plan, "failover")
     try:
-        current = next(v for v in status.view(plan, connections) if v.group == group.name)
-        master_address = current.sentinel_master
-        if master_address is None:
-            raise ProvisionError(f"group {group.name}: the sentinels do not agree on a master; not failing over")
-        old_master = plan.host_by_data_address(master_address).name
-        if not any(node.role == "slave" and node.link == "up" for node in current.nodes):
-            raise ProvisionError(f"group {group.name}: no replica with its link up to promote")
-        return hand_over(plan, connections, group, old_master)
+        found = planned(plan, connections, group)
+        if check:
+            return found
+        return hand_over(plan, connections, group, found.old_master)
     finally:
         for connection in connections.values():
             connection.close()
