@@ -468,3 +468,12 @@ def test_dangerous_settings_need_an_explicit_allowance(tmp_path):
     document["redis"]["allow_dangerous_settings"] = ["enable-debug-command", "enable-module-command"]
     loaded = inventory.load(write(tmp_path, document), ENVIRONMENT)
     assert ("enable-debug-command", "local") in loaded.redis.extra_settings
+
+
+def test_an_indentation_slip_is_named_at_its_own_line_in_plain_words(tmp_path):
+    path = tmp_path / "slip.yml"
+    path.write_text("hosts:\n  a:\n    address: 10.0.0.1\n  b:\n    address: 10.0.0.2\n port: 22\nredis:\n  version: 7.0.15\n")
+    with pytest.raises(InventoryError) as raised:
+        inventory.load(str(path), ENVIRONMENT)
+    problem = raised.value.problems[0]
+    assert problem.startswith(f"{path}:6: not valid YAML: this line's indentation matches no key above it"), problem

@@ -97,6 +97,32 @@ def _to_data(node: yaml.Node, key_path: tuple, lines: dict, duplicates: list, bu
     return _scalar(node, budget.path)
 
 
+#: PyYAML's words for the usual slips, and what they mean to someone editing an inventory.
+_PLAIN_WORDS = (
+    ("expected <block end>", "this line's indentation matches no key above it: indent it exactly like the keys "
+                             "it belongs with"),
+    ("mapping values are not allowed here", "a ': ' where no key can start: quote a value that holds ': ', or "
+                                            "indent this line like the keys it belongs with"),
+    ("found character '\\t'", "a tab: YAML indents with spaces only"),
+    ("could not find expected ':'", "a key without ':' after it"),
+)
+
+
+def yaml_problem(path: str, error: yaml.YAMLError) -> str:
+    """The line to fix and what is wrong there in plain words. An unclosed quote or bracket is
+    named where it was opened (the context), not at the end of the file where the parser gave
+    up; an indentation slip where the parser found it, not where the enclosing mapping began."""
+    context = getattr(error, "context", None) or ""
+    problem = str(getattr(error, "problem", None) or error)
+    opened = context.startswith(("while scanning a quoted", "while parsing a flow", "while scanning a simple key"))
+    mark = (getattr(error, "context_mark", None) if opened else None) or getattr(error, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark else path
+    plain = next((words for known, words in _PLAIN_WORDS if known in problem), None)
+    if plain:
+        return f"{where}: not valid YAML: {plain} (YAML: {problem})"
+    return f"{where}: not valid YAML: {context + ': ' if context else ''}{problem}"
+
+
 def _line_of(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
@@ -114,13 +140,7 @@ def parse_yaml(path: str, text: str) -> tuple[Any, dict, list]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
-        # An unclosed quote or bracket is reported where it was opened (the context), not at
-        # the end of the file where the parser gave up.
-        mark = getattr(error, "context_mark", None) or getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else path
-        context = getattr(error, "context", None)
-        problem = getattr(error, "problem", None) or error
-        raise InventoryError([f"{where}: not valid YAML: {context + ': ' if context else ''}{problem}"]) from None
+        raise InventoryError([yaml_problem(path, error)]) from None
     except RecursionError:
         raise InventoryError([f"{path}: nested too deep to be an inventory"]) from None
     if node is None:
