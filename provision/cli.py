@@ -2,6 +2,7 @@
 InventoryError (exit 2), a host or check that fails returns False or raises ProvisionError (exit 1)."""
 from __future__ import annotations
 
+import difflib
 import json
 import shlex
 from dataclasses import dataclass, replace
@@ -13,7 +14,7 @@ from provision.deploy import orchestrate
 from provision.base import output
 from provision.core import plan as planner
 from provision.core import state as host_state
-from provision.base.errors import UsageError
+from provision.base.errors import InventoryError, UsageError
 from provision.steps.hostrun import RunOptions
 from provision.inventory import secret_masker
 from provision.base.table import format_table
@@ -293,3 +294,116 @@ def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: s
                                    allow_partition=allow_partition, host_reboot=host_reboot)
     say(secret_masker(plan.inventory)(failure_drill.format_report(report)))
     return report
+
+
+# ---- offline: no SSH, nothing touched ------------------------------------------------------
+
+JSON_SCHEMA_VERSION = 1
+
+
+def validate(inventory_path: str, as_json: bool = False, say=output.say) -> list[dict]:
+    """Every problem of the inventory (none: it is valid), each as {file, line, path, message}."""
+    try:
+        plan = load_plan(inventory_path)
+    except InventoryError as error:
+        problems = [inventory.structured_problem(problem, inventory_path) for problem in error.problems]
+        if as_json:
+            print(json.dumps({"schema_version": JSON_SCHEMA_VERSION, "ok": False, "problems": problems}, indent=2))
+        else:
+            say(str(error))
+        return problems
+    summary = (f"{inventory_path}: valid: {len(plan.inventory.hosts)} host(s), {len(plan.inventory.groups)} group(s), "
+               f"{len(plan.inventory.sentinels)} sentinel(s), Redis {plan.inventory.redis.version}")
+    if as_json:
+        print(json.dumps({"schema_version": JSON_SCHEMA_VERSION, "ok": True, "problems": []}, indent=2))
+    else:
+        say(summary)
+    return []
+
+
+def render_files(inventory_path: str, host: str, file: str | None = None, systemd: bool = False,
+                 say=output.say) -> dict[str, str]:
+    """What deploy would write on `host` as a new host, secrets masked."""
+    from provision.core import preview
+    plan = load_plan(inventory_path)
+    host_plan = next((item for item in plan.hosts if item.host.name == host), None)
+    if host_plan is None:
+        names = [item.host.name for item in plan.hosts]
+        close = difflib.get_close_matches(host, names, n=1)
+        raise UsageError(f"render: no host {host!r} in {inventory_path}" +
+                         (f"; did you mean {close[0]}?" if close else f" (hosts: {', '.join(names)})"))
+    files = preview.matching(preview.files_for_new_host(plan, host_plan, systemd), file)
+    if not files:
+        every = preview.files_for_new_host(plan, host_plan, systemd)
+        raise UsageError(f"render: {host} gets no file {file!r}; it gets " +
+                         ", ".join(path.rsplit("/", 1)[-1] for path in every))
+    mask = secret_masker(plan.inventory)
+    for path, text in files.items():
+        say(f"# ---- {host}:{path}\n{mask(text).rstrip()}\n")
+    return files
+
+
+def show_plan(inventory_path: str, limit: str | None = None, list_hosts: bool = False, as_json: bool = False,
+              say=output.say) -> planner.Plan:
+    """Who is master, replica and sentinel, and which hosts each wave of a fresh deploy takes (a
+    running deployment may have moved on: deploy asks the sentinels)."""
+    plan = load_plan(inventory_path, limit)
+    if list_hosts:
+        say("\n".join(item.host.name for item in plan.hosts))
+        return plan
+    roles = []
+    for item in plan.hosts:
+        parts = [f"{'master' if node.starts_as_master else 'replica'} of {node.group.name} :{node.port}"
+                 for node in item.nodes]
+        if item.runs_sentinel:
+            parts.append(f"sentinel :{plan.inventory.redis.sentinel_port}")
+        if item.retiring:
+            parts = ["retiring (state: absent)"]
+        roles.append((item.host.name, item.host.data_address, "; ".join(parts) or "-"))
+    waves = fresh_deploy_waves(plan)
+    if as_json:
+        print(json.dumps({"schema_version": JSON_SCHEMA_VERSION,
+                          "hosts": [{"host": name, "data_address": address, "roles": text}
+                                    for name, address, text in roles],
+                          "waves": [{"wave": name, "hosts": hosts} for name, hosts in waves]}, indent=2))
+        return plan
+    lines = format_table(("HOST", "DATA ADDRESS", "ROLES"), roles)
+    lines += ["", "waves of a fresh deploy (a running one follows the sentinels):"]
+    lines += format_table(("WAVE", "HOSTS"), [(name, ", ".join(hosts) or "-") for name, hosts in waves], indent="  ")
+    say("\n".join(lines))
+    return plan
+
+
+def fresh_deploy_waves(plan: planner.Plan) -> list[tuple[str, list[str]]]:
+    """The WAVES table run over the plan as a fresh deploy finds it (the inventory's masters,
+    nothing running): the hosts each wave would take."""
+    from provision.deploy.waves import Runner
+    from provision.steps.hostrun import HostRun
+    runner = Runner(1, lambda _: None, lambda text: text)
+    try:
+        for item in plan.hosts:
+            runner.runs[item.host.name] = HostRun(None, plan, item, RunOptions(check=True), lambda _: None)
+        state = orchestrate.Deploy(plan, RunOptions(check=True), runner)
+        for group in plan.inventory.groups:
+            state.set_master(group.name, plan.inventory.host(group.master), "inventory")
+        return [(wave.name, [run.name for run in wave.hosts(state)] if wave.hosts else ["(controller)"])
+                for wave in orchestrate.WAVES]
+    finally:
+        runner.pool.shutdown()
+
+
+def init(path: str, say=output.say) -> Path:
+    """A commented starter inventory (the package's example) at `path`; never over a file."""
+    from importlib import resources
+    target = Path(path)
+    if target.exists():
+        raise UsageError(f"init: {target} exists; not overwriting it (give another --path)")
+    text = resources.files("provision").joinpath("examples/prod.yml").read_text()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "x") as handle:
+        handle.write(text)
+    say(f"wrote {target}: edit hosts, groups and sentinels, then set the passwords it names:\n"
+        "  for name in ADMIN REPLICATION SENTINEL APP; do\n"
+        "    export REDIS_${name}_PASSWORD=\"$(openssl rand -base64 33 | tr -d '/+=')\"; done\n"
+        f"  redis-provision validate -i {target}")
+    return target

@@ -234,13 +234,44 @@ def drill(c, inventory=DEFAULT_INVENTORY, mode="kill", seconds="10", group=None,
          verbose, log_file)
 
 
+@_task()
+def validate(c, inventory=DEFAULT_INVENTORY, json=False, verbose=0, log_file=None):
+    """Check the inventory alone, offline: every problem at once as file:line: key: what was
+    expected (--json: {file, line, path, message}); exit 2 when there is one."""
+    _run(lambda: EXIT_BAD_INPUT if cli.validate(inventory, as_json=json) else EXIT_OK, verbose, log_file, json)
+
+
+@_task({"host": "the inventory host whose files to show",
+        "file": "only this file: its path or base name (redis-6379.conf, sentinel.conf, start-redis, ...)",
+        "systemd": "as on a systemd host (units, Type=notify); default: as in the lab, started from rc.local"})
+def render(c, host, inventory=DEFAULT_INVENTORY, file=None, systemd=False, verbose=0, log_file=None):
+    """Offline: the files deploy would write on HOST as a new host (redis.conf, sentinel.conf,
+    users.acl, units, the start guard, rc.local, sysctl), secrets masked."""
+    _run(lambda: bool(cli.render_files(inventory, host, file, systemd)), verbose, log_file)
+
+
+@_task({"list_hosts": "only list the hosts --limit selects, one per line",
+        "json": "the roles and waves as JSON"})
+def plan(c, inventory=DEFAULT_INVENTORY, limit=None, list_hosts=False, json=False, verbose=0, log_file=None):
+    """Offline: who is master, replica and sentinel, and which hosts each wave of a fresh deploy
+    takes."""
+    _run(lambda: bool(cli.show_plan(inventory, limit, list_hosts, as_json=json)), verbose, log_file, json)
+
+
+@_task({"path": "where to write the starter inventory (default inventory/prod.yml)"})
+def init(c, path="inventory/prod.yml", verbose=0, log_file=None):
+    """Write a commented starter inventory showing every key, with how to make its passwords."""
+    _run(lambda: bool(cli.init(path)), verbose, log_file)
+
+
 #: Config key under which a clone hands the drill its lab's way to reboot a host (drill.HostReboot).
 HOST_REBOOT_KEY = "redis_provision_host_reboot"
 
 
 def collection(host_reboot=None) -> Collection:
     """The tasks every install has (a clone adds `lab`, and the lab's reboot for the drill)."""
-    tasks = Collection(deploy, upgrade, rollback, verify, status, failover, promote, drill)
+    tasks = Collection(init, validate, plan, render, deploy, upgrade, rollback, verify, status, failover, promote,
+                       drill)
     if host_reboot is not None:
         tasks.configure({HOST_REBOOT_KEY: host_reboot})
     return tasks
@@ -275,6 +306,13 @@ class _Program(Program):
     refused when used; --help ends with the exit codes."""
 
     def parse_core(self, argv):
+        # `TASK --help` anywhere after the task shows its help, even where a positional argument
+        # would otherwise take "--help" as its value (render HOST).
+        argv = list(sys.argv if argv is None else argv)
+        names = set(self.namespace.task_names) if self.namespace is not None else set()
+        task_at = next((index for index, word in enumerate(argv[1:], 1) if word in names), None)
+        if task_at is not None and any(word in ("--help", "-h") for word in argv[task_at + 1:]):
+            argv = [argv[0], "--help", argv[task_at]]
         try:
             super().parse_core(argv)
         except ParseError as error:

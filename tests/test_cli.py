@@ -190,3 +190,62 @@ def test_the_cli_knows_the_labs_namespace_without_importing_the_lab():
     from lab import hosts
     from provision import cli
     assert cli.LAB_NAMESPACE == hosts.BRIDGE_NAMESPACE
+
+
+def offline(*args: str, cwd: str = "/") -> subprocess.CompletedProcess:
+    """The console script with no network at all (a fresh network namespace: not even loopback up)."""
+    return subprocess.run(["unshare", "-n", sys.executable, "-c", "import sys; from provision.tasks import program; "
+                           "program.run(['redis-provision', *sys.argv[1:]])", *args], cwd=cwd,
+                          capture_output=True, text=True, env={**os.environ, **PROD_PASSWORDS}, timeout=60)
+
+
+PROD_PASSWORDS = {"REDIS_ADMIN_PASSWORD": "admin-password-1", "REDIS_REPLICATION_PASSWORD": "replication-password-1",
+                  "REDIS_SENTINEL_PASSWORD": "sentinel-password-1", "REDIS_APP_PASSWORD": "app-password-1"}
+
+
+def test_init_writes_a_starter_inventory_that_validates_with_no_network(tmp_path):
+    target = tmp_path / "mine.yml"
+    written = offline("init", "--path", str(target))
+    assert written.returncode == 0 and target.exists(), written.stderr
+    assert "openssl rand" in written.stdout
+    again = offline("init", "--path", str(target))
+    assert again.returncode == 2 and "exists; not overwriting" in again.stderr
+    valid = offline("validate", "-i", str(target))
+    assert valid.returncode == 0 and "valid: 3 host(s), 1 group(s), 3 sentinel(s)" in valid.stdout, valid.stderr
+
+
+def test_validate_gives_each_problem_with_file_line_path_and_message_as_json(tmp_path):
+    import json
+    document = base()
+    document["groups"]["mymaster"]["quorum"] = 9
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = offline("validate", "-i", str(path), "--json")
+    assert result.returncode == 2
+    answer = json.loads(result.stdout)
+    assert answer["schema_version"] == 1 and answer["ok"] is False
+    problem = next(item for item in answer["problems"] if item["path"] == "groups.mymaster.quorum")
+    assert problem["file"] == str(path) and isinstance(problem["line"], int) and "larger than" in problem["message"]
+
+
+def test_render_prints_what_deploy_would_write_masked_with_no_network():
+    prod = str(ROOT / "inventory" / "prod.yml")
+    result = offline("render", "redis-b", "-i", prod)
+    assert result.returncode == 0, result.stderr
+    for path in ("/app/redis/conf/redis-6379.conf", "/app/redis/conf/sentinel.conf", "/app/redis/conf/users.acl",
+                 "/app/redis/boot/start-redis", "/etc/rc.local", "/etc/sysctl.d/90-redis-provision.conf"):
+        assert f"# ---- redis-b:{path}" in result.stdout, path
+    assert "replicaof 10.20.0.11 6379" in result.stdout and "masterauth ********" in result.stdout
+    assert not any(password in result.stdout for password in PROD_PASSWORDS.values())
+    units = offline("render", "redis-b", "-i", prod, "--systemd", "--file", "redis-6379.service")
+    assert units.returncode == 0 and "/etc/systemd/system/redis-6379.service" in units.stdout, units.stderr
+
+
+def test_plan_shows_roles_and_waves_and_lists_the_hosts_a_limit_selects_with_no_network():
+    prod = str(ROOT / "inventory" / "prod.yml")
+    result = offline("plan", "-i", prod)
+    assert result.returncode == 0, result.stderr
+    assert "redis-a  10.20.0.11    master of mymaster :6379; sentinel :26379" in result.stdout
+    assert "new masters       redis-a" in result.stdout and "replicas          redis-b, redis-c" in result.stdout
+    listed = offline("plan", "-i", prod, "-l", "redis-[ac]", "--list-hosts")
+    assert listed.returncode == 0 and listed.stdout.split() == ["redis-a", "redis-c"], listed.stderr

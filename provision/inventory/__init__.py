@@ -20,9 +20,27 @@ from provision.inventory.topology import check_topology
 from provision.inventory.values import VERSION_PATTERN, setting_value_problem
 from provision.inventory.yamlsource import MAX_INVENTORY_BYTES, Problems, parse_yaml
 
-__all__ = ["Acl", "AclUser", "Controller", "Group", "Host", "Inventory", "RedisOverrides", "RedisSettings",
+__all__ = ["structured_problem", "Acl", "AclUser", "Controller", "Group", "Host", "Inventory", "RedisOverrides", "RedisSettings",
            "Secret", "Source", "System", "VERSION_PATTERN", "load", "password_hash", "secret_masker",
            "setting_value_problem"]
+
+
+def structured_problem(problem: str, path: str) -> dict:
+    """One problem as a program reads it: {file, line, path, message} (line and path None when
+    the problem has none)."""
+    rest, file = problem, None
+    if problem.startswith(path):
+        file, rest = path, problem[len(path):]
+    line = None
+    if rest.startswith(":") and rest[1:].split(":", 1)[0].isdigit():
+        number, rest = rest[1:].split(":", 1)
+        line, rest = int(number), ":" + rest
+    rest = rest.removeprefix(":").strip()
+    key_path = None
+    first, _, after = rest.partition(": ")
+    if after and first and " " not in first and (first[0].isalpha() or first == "(top level)"):
+        key_path, rest = first, after
+    return {"file": file, "line": line, "path": key_path, "message": rest}
 
 
 TOP_LEVEL_KEYS = ("controller", "hosts", "redis", "groups", "sentinels", "acl", "system")
