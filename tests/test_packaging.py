@@ -59,7 +59,7 @@ def test_installed_package_renders_templates_without_the_clone(installed, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "\nport 6379\n" in result.stdout
     site = next((installed / "lib").glob("python3*/site-packages"))
-    assert not (site / "provision" / "lab").exists()
+    assert not (site / "lab").exists() and not (site / "provision" / "lab").exists()
 
 
 def test_installed_console_script_exits_2_on_a_bad_flag_and_on_a_bad_inventory(installed):
@@ -70,3 +70,11 @@ def test_installed_console_script_exits_2_on_a_bad_flag_and_on_a_bad_inventory(i
                              timeout=60)
     assert missing.returncode == 2 and "cannot read the inventory" in missing.stderr
     assert "Traceback" not in bad_flag.stderr + missing.stderr
+
+
+def test_the_wheel_ships_the_example_inventory_and_init_writes_it(installed, tmp_path):
+    target = tmp_path / "prod.yml"
+    result = subprocess.run([str(installed / "bin" / "redis-provision"), "init", "--path", str(target)], cwd="/",
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == (ROOT / "provision" / "examples" / "prod.yml").read_text()
