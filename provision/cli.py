@@ -101,7 +101,7 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
         report = orchestrate.deploy(plan, options, say=say)
     mask = secret_masker(plan.inventory)
     if as_json:
-        print(mask(format_recap_json(report)), flush=True)
+        print(mask(format_recap_json(report, diff)), flush=True)
     else:
         say(format_recap(report, plan, show_diff=diff))
         if version is not None and written != version and report.ok and not check:
@@ -180,18 +180,30 @@ def format_recap(report: orchestrate.DeployReport, plan: planner.Plan, show_diff
     return mask("\n".join(lines))
 
 
-def format_recap_json(report: orchestrate.DeployReport) -> str:
-    """The recap for a program (a CI pipeline): hosts in inventory order; diffs are left out
-    (they are for people, and may be large)."""
+def error_json(error: Exception | None) -> dict | None:
+    """An error as a program reads it: the host, step, command and stderr of a HostError apart,
+    and the whole message."""
+    if error is None:
+        return None
+    return {"host": getattr(error, "host", None), "step": getattr(error, "step", None),
+            "command": getattr(error, "command", None), "stderr": getattr(error, "stderr", None),
+            "exit_code": getattr(error, "exit_code", None), "message": str(error)}
+
+
+def format_recap_json(report: orchestrate.DeployReport, show_diff: bool = False) -> str:
+    """The recap for a program (a CI pipeline): hosts in inventory order; each change's diff
+    under --diff only (they are for people, and may be large)."""
     hosts = []
     for outcome in report.outcomes:
         hosts.append({"host": outcome.host, "state": _outcome_state(outcome), "seconds": round(outcome.seconds, 3),
-                      "step": getattr(outcome.error, "step", None) if outcome.error else None,
-                      "error": str(outcome.error) if outcome.error else None,
-                      "changes": [{"step": change.step, "action": change.action} for change in outcome.changes],
+                      "error": error_json(outcome.error),
+                      "changes": [{"step": change.step, "action": change.action,
+                                   **({"diff": change.diff} if show_diff and change.diff else {})}
+                                  for change in outcome.changes],
                       "restarts": list(outcome.restarts)})
-    return json.dumps({"ok": report.ok, "check": report.check, "seconds": round(report.seconds, 3),
-                       "changed": report.changed, "masters": report.masters, "hosts": hosts}, indent=2)
+    return json.dumps({"schema_version": JSON_SCHEMA_VERSION, "ok": report.ok, "check": report.check,
+                       "seconds": round(report.seconds, 3), "changed": report.changed, "masters": report.masters,
+                       "unreachable": list(report.unreachable), "hosts": hosts}, indent=2)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,8 @@ def _fail(error: ProvisionError, code: int, as_json: bool) -> None:
     text = output.mask(str(error))
     if as_json:
         problems = [output.mask(problem) for problem in getattr(error, "problems", [str(error)])]
-        print(jsonlib.dumps({"ok": False, "error": text, "problems": problems}, indent=2), flush=True)
+        print(jsonlib.dumps({"schema_version": cli.JSON_SCHEMA_VERSION, "ok": False, "error": text,
+                             "problems": problems}, indent=2), flush=True)
         raise Exit(code=code)
     raise Exit(f"error: {text}", code)
 

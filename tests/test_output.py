@@ -35,7 +35,10 @@ def test_recap_shows_each_hosts_own_duration_and_only_masters_that_were_seen(lab
     assert "masters:" not in text
     document = json.loads(cli.format_recap_json(_report(outcomes, {})))
     assert [host["host"] for host in document["hosts"]] == ["lab1", "lab2", "lab3"]
-    assert document["hosts"][0]["state"] == "failed" and document["hosts"][0]["step"] == "install"
+    assert document["schema_version"] == 1 and document["unreachable"] == ["lab2"]
+    assert document["hosts"][0]["state"] == "failed"
+    error = document["hosts"][0]["error"]
+    assert (error["host"], error["step"], error["command"], error["stderr"]) == ("lab1", "install", "make", "boom")
     assert document["masters"] == {} and document["ok"] is False
 
 

@@ -121,8 +121,9 @@ def healthy(groups: tuple[GroupView, ...], unreachable: dict[str, str]) -> bool:
 
 def format_json(plan: Plan, groups: tuple[GroupView, ...], unreachable: dict[str, str]) -> str:
     """The same view for a program: groups in inventory order, hosts in inventory order."""
-    document = {"ok": healthy(groups, unreachable), "groups": [],
-                "unreachable": {name: unreachable[name] for name in sorted(unreachable)}}
+    order = [host.name for host in plan.inventory.hosts]
+    document = {"schema_version": 1, "ok": healthy(groups, unreachable), "groups": [],
+                "unreachable": {name: unreachable[name] for name in order if name in unreachable}}
     for group in groups:
         master_address = group.sentinel_master
         master = plan.host_by_data_address(master_address) if master_address else None

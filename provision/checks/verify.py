@@ -350,4 +350,5 @@ def format_table(results: list[CheckResult]) -> str:
 
 def format_json(results: list[CheckResult]) -> str:
     failed = sum(not r.ok for r in results)
-    return json.dumps({"ok": failed == 0, "failed": failed, "checks": [asdict(r) for r in results]}, indent=2)
+    return json.dumps({"schema_version": 1, "ok": failed == 0, "failed": failed,
+                       "checks": [asdict(r) for r in results]}, indent=2)
