@@ -174,6 +174,10 @@ BAD = [
     ("old alias of an owned setting", mutate(("redis", "settings"), {"min-slaves-to-write": 0}), "redis.settings.min-slaves-to-write: min-slaves-to-write is managed"),
     ("version without ACL channel rules", mutate(("redis", "version"), "5.0.5"), "redis.version: 5.0.5 is too old"),
     ("negative connect timeout", mutate(("controller",), {"connect_timeout": -1}), "controller.connect_timeout: expected seconds above 0"),
+    ("replica typo gets a did-you-mean", mutate(("groups", "mymaster", "replicas"), ["b", "cc"]),
+     "groups.mymaster.replicas.1: unknown host 'cc'; did you mean 'c'?"),
+    ("source of another release", mutate(("redis", "version"), "7.2.4"),
+     "redis.source.url: names release 7.0.15, not 7.2.4"),
 ]
 
 
@@ -495,3 +499,11 @@ def test_the_example_inventory_shows_every_key_the_validator_reads():
     example = (Path(inventory.__file__).parent.parent / "examples" / "prod.yml").read_text()
     missing = sorted(key for key in keys - {"present"} if f"{key}:" not in example)
     assert not missing, missing
+
+
+def test_a_mistyped_limit_gets_a_did_you_mean(lab_like_plan):
+    from provision.core import plan as planner
+    with pytest.raises(KeyError, match=r"--limit: lab4x matches no host or group; did you mean lab4\?|did you mean"):
+        planner.limit_hosts(lab_like_plan.inventory, ("lab4x",))
+    with pytest.raises(KeyError, match="did you mean mymaster"):
+        planner.limit_hosts(lab_like_plan.inventory, ("mymastr",))

@@ -5,6 +5,7 @@ fact asked of the running Sentinels (see topology.py); the plan never overrides 
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import posixpath
 from dataclasses import dataclass, replace
@@ -195,6 +196,11 @@ def limit_hosts(inventory: Inventory, patterns: tuple[str, ...]) -> tuple[str, .
             unmatched.append(pattern)
         chosen |= matched
     if unmatched:
+        close = [match for pattern in unmatched
+                 for match in difflib.get_close_matches(pattern, host_names + list(groups), n=1, cutoff=0.6)]
+        if close:
+            raise KeyError(f"--limit: {', '.join(unmatched)} matches no host or group; did you mean "
+                           f"{', '.join(close)}?")
         raise KeyError(f"--limit: {', '.join(unmatched)} matches no host or group (hosts: {', '.join(host_names)}; "
                        f"groups: {', '.join(groups)})")
     return tuple(name for name in host_names if name in chosen)

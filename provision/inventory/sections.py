@@ -225,8 +225,11 @@ def _read_overrides(problems: Problems, key_path: tuple, data: Any) -> RedisOver
     return RedisOverrides(maxmemory=maxmemory, settings=tuple(sorted(settings)))
 
 
-def _read_source(problems: Problems, key_path: tuple[str, ...], data: Any, base_dir: Path) -> Source | None:
-    """A release's source: a URL the host downloads or a tarball uploaded from here, and its sha256."""
+def _read_source(problems: Problems, key_path: tuple[str, ...], data: Any, base_dir: Path,
+                 version: str | None = None) -> Source | None:
+    """A release's source: a URL the host downloads or a tarball uploaded from here, and its sha256.
+    A file name that names another release than `version` is refused (a 7.2.4 copied with the
+    7.0.15 URL and sha256 would build 7.0.15 and call it 7.2.4)."""
     if data is None:
         problems.add(key_path, "expected a mapping with url or tarball, and sha256")
         return None
@@ -242,6 +245,11 @@ def _read_source(problems: Problems, key_path: tuple[str, ...], data: Any, base_
                                "(a local file uploaded from this machine)")
     if url is not None and not re.match(r"https?://[^\s]+\Z", url):
         problems.add(key_path + ("url",), f"expected an http(s) URL, got {url!r}")
+    for key, value in (("url", url), ("tarball", tarball)):
+        named = release_in_file_name(value) if value else None
+        if named and version and named != version:
+            problems.add(key_path + (key,), f"names release {named}, not {version}: the source must be the "
+                                             "release's own (check its url and sha256)")
     if tarball is not None:
         tarball_path = controller_file(base_dir, tarball)
         if not tarball_path.is_file():
@@ -252,6 +260,12 @@ def _read_source(problems: Problems, key_path: tuple[str, ...], data: Any, base_
     return Source(sha256=sha256, url=url, tarball=tarball)
 
 
+def release_in_file_name(location: str) -> str | None:
+    """The release a source's file name names (redis-7.0.15.tar.gz, valkey-8.1.1.tgz), if any."""
+    found = re.search(r"(\d+\.\d+\.\d+)(?:\.tar\.gz|\.tgz|\.tar\.xz|\.tar)?$", location.rsplit("/", 1)[-1])
+    return found.group(1) if found else None
+
+
 def read_redis(problems: Problems, data: Any, base_dir: Path) -> RedisSettings | None:
     section = Section(problems, ("redis",), data, "version, source, install_dir, port…")
     version = section.get("version", str, what='a release such as "7.0.15" (quote it)')
@@ -260,7 +274,7 @@ def read_redis(problems: Problems, data: Any, base_dir: Path) -> RedisSettings |
     elif version is not None and tuple(int(part) for part in version.split(".")[:2]) < MIN_VERSION:
         problems.add(("redis", "version"), f"{version} is too old: the tool's ACL users (channel rules, the "
                                            "sentinel's own user) need Redis 6.2 or later")
-    source = _read_source(problems, ("redis", "source"), section.get("source", dict, {}), base_dir)
+    source = _read_source(problems, ("redis", "source"), section.get("source", dict, {}), base_dir, version)
     releases = []
     for release, spec in (section.get("releases", dict, {}) or {}).items():
         if not isinstance(release, str) or not VERSION_PATTERN.fullmatch(release):
@@ -268,7 +282,7 @@ def read_redis(problems: Problems, data: Any, base_dir: Path) -> RedisSettings |
                                                                 f"got {release!r}")
             continue
         found = _read_source(problems, ("redis", "releases", release),
-                             spec if isinstance(spec, dict) else None, base_dir)
+                             spec if isinstance(spec, dict) else None, base_dir, release)
         if found is not None:
             releases.append((release, found))
     install_dir = section.get("install_dir", str, defaults.INSTALL_DIR)

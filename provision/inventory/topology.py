@@ -1,10 +1,19 @@
 """Checks across sections: hosts, groups and sentinels agree, and the quorum can authorise a failover."""
 from __future__ import annotations
 
+import difflib
+
 from provision.base import quorum
 from provision.inventory.model import Group, Host, RedisSettings
 from provision.inventory.sections import type_name
 from provision.inventory.yamlsource import Problems
+
+
+def unknown_host(name: str, host_names: set[str]) -> str:
+    """The problem for a reference to a host the inventory does not have, with a did-you-mean."""
+    close = difflib.get_close_matches(name, sorted(host_names), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; hosts are {', '.join(sorted(host_names))}"
+    return f"unknown host {name!r}{hint}"
 
 
 def check_topology(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Group, ...],
@@ -17,11 +26,10 @@ def check_topology(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Gr
                 where = ("groups", group.name, "master") if index == 0 else ("groups", group.name, "replicas", index - 1)
                 problems.add(where, f"{member!r} is state: absent (being retired); take it out of the group")
         if group.master not in host_names:
-            problems.add(("groups", group.name, "master"), f"unknown host {group.master!r}; hosts are "
-                                                           f"{', '.join(sorted(host_names))}")
+            problems.add(("groups", group.name, "master"), unknown_host(group.master, host_names))
         for index, replica in enumerate(group.replicas):
             if replica not in host_names:
-                problems.add(("groups", group.name, "replicas", index), f"unknown host {replica!r}")
+                problems.add(("groups", group.name, "replicas", index), unknown_host(replica, host_names))
     used_ports: dict[tuple[str, int], str] = {}
     for group in groups:
         for member in group.members:
@@ -44,7 +52,7 @@ def check_topology(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Gr
         if not isinstance(name, str):
             problems.add(("sentinels", index), f"expected a host name, got {type_name(name)}")
         elif name not in host_names:
-            problems.add(("sentinels", index), f"unknown host {name!r}")
+            problems.add(("sentinels", index), unknown_host(name, host_names))
         elif name in absent:
             problems.add(("sentinels", index), f"{name!r} is state: absent (being retired); take it out of sentinels")
         elif name in sentinel_names:
