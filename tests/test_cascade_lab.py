@@ -31,6 +31,27 @@ def settled(deployed_lab, lab):
     return deployed_lab
 
 
+def loss_timeline(log, watch, started: float) -> list[str]:
+    """When the lost writes had been acknowledged, and which node was writable when (INFO), in
+    seconds from `started`: where to look when a schedule loses writes."""
+    acked_at = dict(zip(log.acknowledged, log.success_times))
+    lines, window = [], []
+    for sequence in log.lost + [None]:
+        if sequence is not None and (not window or sequence == window[-1] + 1):
+            window.append(sequence)
+            continue
+        if window:
+            lines.append(f"lost #{window[0]}..#{window[-1]} ({len(window)}), acknowledged "
+                         f"{acked_at[window[0]] - started:.2f}s..{acked_at[window[-1]] - started:.2f}s")
+        window = [sequence] if sequence is not None else []
+    previous = None
+    for tick, writable in watch.samples:
+        if writable != previous:
+            lines.append(f"{tick - started:7.2f}s writable: {', '.join(sorted(writable)) or '-'}")
+            previous = writable
+    return lines
+
+
 def assert_nothing_lost(kinds):
     assert all(count.acknowledged > 10 for count in kinds.values()), kinds
     assert {kind: (count.lost, count.lost_on_some_node) for kind, count in kinds.items()} == \
@@ -161,7 +182,10 @@ def test_seeded_random_schedule_of_single_faults_for_two_minutes_loses_nothing(s
         time.sleep(2)
     print(f"seed {seed}", *happened, watch.summary(), sep="\n")
     assert watch.two_master_seconds == 0, watch.summary()
-    assert_nothing_lost(drill.count_lost(settled, group, run_id, log))
+    kinds = drill.count_lost(settled, group, run_id, log)
+    if log.lost:
+        print(*loss_timeline(log, watch, started), sep="\n")
+    assert_nothing_lost(kinds)
     assert master
     wait_for(lambda: not verify_failures(lab), 60, "verify to pass", interval=1)
 

@@ -61,6 +61,7 @@ class WriterLog:
     unacknowledged: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     success_times: list[float] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)     # acknowledged, missing on the master (once counted)
 
 
 def write_kind(sequence: int) -> str:
@@ -508,6 +509,7 @@ def _count_lost(plan: Plan, group, master_name: str, run_id: str, log: WriterLog
         for name, client in clients.items():
             if name != master_name:
                 missing_somewhere |= acknowledged - _present(client, run_id, log.acknowledged)
+        log.lost = sorted(acknowledged - on_master)
         attempted = [write_kind(n) for n in range(1, log.attempted + 1)]
         kinds = {kind: KindCount(attempted=attempted.count(kind),
                                  acknowledged=sum(1 for n in acknowledged if write_kind(n) == kind),
