@@ -15,7 +15,7 @@ from lab.hooks import host_reboot
 
 from provision.ops import drill, rolewatch
 from lab import hosts as lab_hosts
-from tests.labtools import deploy, run_on, verify_failures, wait_for
+from tests.labtools import deploy, run_on, sentinel_client, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -303,3 +303,26 @@ def test_deploy_during_a_failover_in_flight_waits_for_it_and_converges(settled, 
     assert watch.two_master_seconds == 0, watch.summary()
     assert_nothing_lost(drill.count_lost(settled, group, run_id, log))
     assert verify_failures(lab) == []
+
+
+def info_period(lab_inventory, host: str) -> str | None:
+    client = sentinel_client(lab_inventory, host)
+    try:
+        reply = client.execute_command("SENTINEL", "DEBUG")
+    except Exception:
+        return None
+    finally:
+        client.close()
+    values = dict(zip(reply[0::2], reply[1::2])) if isinstance(reply, list) else reply
+    return str({key.lower(): value for key, value in values.items()}.get("info-period"))
+
+
+def test_every_sentinel_asks_replicas_for_info_each_second_even_after_its_restart(settled, lab_inventory, lab_paths):
+    """The replica a sentinel promotes is chosen from its INFO: deploy sets 1 s, and a restarted
+    sentinel (which forgets it) gets it back from the nodes' keepers within seconds."""
+    for host in settled.inventory.sentinels:
+        assert info_period(lab_inventory, host) == "1000", host
+    host = settled.inventory.sentinels[-1]
+    run_on(lab_inventory, host, "kill -TERM $(cat /app/redis/run/sentinel.pid); sleep 1; "
+                                "umask 0027; runuser -u redis -- /app/redis/bin/redis-sentinel /app/redis/conf/sentinel.conf")
+    wait_for(lambda: info_period(lab_inventory, host) == "1000", 20, f"{host}'s sentinel to get info-period 1000 back")

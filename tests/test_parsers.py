@@ -46,3 +46,9 @@ def test_reply_parsers():
     info = rediscli.parse_info("# Replication\r\nrole:slave\r\nmaster_link_status:up\r\n")
     assert info == {"role": "slave", "master_link_status": "up"}
     assert rediscli.parse_pairs("name\nmymaster\nip\n10.0.0.1\nnum-slaves\n2\n")["num-slaves"] == "2"
+
+
+def test_sentinel_debug_reply_reads_with_lower_case_names():
+    from provision.facts import rediscli
+    reply = "INFO-PERIOD\n1000\nPING-PERIOD\n1000\n"
+    assert rediscli.parse_sentinel_debug(reply) == {"info-period": "1000", "ping-period": "1000"}

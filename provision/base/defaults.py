@@ -41,6 +41,14 @@ SENTINEL_USER = "sentinel"
 REDIS_USER = "redis"
 
 # system
+#: How often a sentinel asks each replica for INFO (Sentinel's own default is 10 s, settable only
+#: with SENTINEL DEBUG, Redis 7.0+, and not kept across its restarts). The replica it promotes is
+#: chosen from that INFO: at 10 s it could still show a replica that had since restarted, fenced
+#: and behind (its priority 0 not seen yet), or offsets from before the master died, and the
+#: sentinel promoted a replica lacking acknowledged writes. At 1 s every INFO it chooses from
+#: postdates the master's death (down-after is longer), so it sees the fences and final offsets.
+SENTINEL_INFO_PERIOD_MS = 1000
+
 SYSCTL = (("net.core.somaxconn", 1024), ("vm.overcommit_memory", 1), ("net.ipv4.tcp_max_syn_backlog", 1024))
 TRANSPARENT_HUGEPAGE = "never"
 

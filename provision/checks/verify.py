@@ -207,6 +207,11 @@ def _check_sentinel(plan: Plan, connection: Remote, checks: _Checks, agreed: dic
     checks.add("sentinel default user closed", closed,
                "unauthenticated PING refused" if closed else "PONG without a password")
 
+    debug = rediscli.parse_sentinel_debug(ask(["SENTINEL", "DEBUG"]))
+    if "info-period" in debug:       # Redis 7.0+ (6.2 has no SENTINEL DEBUG)
+        wanted = str(defaults.SENTINEL_INFO_PERIOD_MS)
+        checks.add("sentinel info-period", debug["info-period"] == wanted,
+                   f"{debug['info-period']} ms (want {wanted}: a failover chooses from fresh INFO)")
     info = rediscli.parse_info(ask(["INFO", "sentinel"]))
     checks.add("sentinel not in TILT", info.get("sentinel_tilt") == "0", f"sentinel_tilt:{info.get('sentinel_tilt')}")
     sentinel_count = len(plan.inventory.sentinels)

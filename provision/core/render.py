@@ -140,6 +140,7 @@ def start_script(plan: Plan, host_plan: HostPlan, redis_user: str = defaults.RED
     return _render("start-redis.sh.j2", host=host_plan.host, nodes=host_plan.nodes, layout=plan.layout,
                    sentinel_port=inventory.redis.sentinel_port, boot_dir=plan.layout.boot_dir, others=others,
                    promotable_priority=PROMOTABLE_PRIORITY, redis_user=redis_user,
+                   sentinel_info_period=defaults.SENTINEL_INFO_PERIOD_MS,
                    sentinel_addresses=[inventory.host(name).data_address for name in inventory.sentinels],
                    sentinel_majority=quorum.majority(len(inventory.sentinels)),
                    admin_user=inventory.acl.admin.name, auth_file=plan.layout.boot_auth_file)

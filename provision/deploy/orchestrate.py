@@ -393,6 +393,7 @@ def configure_sentinel(run: HostRun, deploy: Deploy) -> None:
 
 def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
     sentinel.switch_peer_auth(run)
+    sentinel.ensure_info_period(run)
     sentinel.wait_converged(run, deploy.master_addresses())
 
 

@@ -90,6 +90,11 @@ def checked(result: CommandResult, host: str, step: str, shown: str) -> str:
     return result.stdout
 
 
+def parse_sentinel_debug(text: str) -> dict[str, str]:
+    """SENTINEL DEBUG's reply (upper-case names: INFO-PERIOD 1000 ...), names in lower case."""
+    return {key.lower(): value for key, value in parse_pairs(text).items()}
+
+
 def parse_info(text: str) -> dict[str, str]:
     """INFO output → {field: value}; section headers and blanks skipped."""
     fields = {}

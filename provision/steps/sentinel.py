@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from provision.core import confparse, render
-from provision.base import directives
+from provision.base import defaults, directives
 from provision.steps import primitives
 from provision.facts import rediscli
 from provision.core.confparse import Directive
@@ -194,6 +194,24 @@ def ensure_running(run: HostRun, outcome: SentinelOutcome, master_addresses: dic
                                                for word in (directive.key[1], *directive.values)]
         run.act(" ".join(monitor), lambda monitor=monitor, options=options: (
             _sentinel(run, monitor), len(options) > 3 and _sentinel(run, options)))
+
+
+def ensure_info_period(run: HostRun) -> None:
+    """The sentinel refreshes each replica's INFO every SENTINEL_INFO_PERIOD_MS (defaults.py says
+    why). Runtime only: the nodes' keepers say it again after a sentinel restarts. A release
+    without SENTINEL DEBUG (6.2) keeps Sentinel's 10 s."""
+    if services.running_pid(run, None) is None:
+        return
+    wanted = str(defaults.SENTINEL_INFO_PERIOD_MS)
+    result = rediscli.sentinel_call(run.remote, run.plan, run.host_plan.host, ["SENTINEL", "DEBUG"], timeout=10)
+    reply = rediscli.answer(result)
+    if reply is None:
+        return
+    current = rediscli.parse_sentinel_debug(reply).get("info-period")
+    if current != wanted:
+        run.act(f"SENTINEL DEBUG info-period {wanted} (was {current}): replicas' INFO every second, so a "
+                "failover chooses from fresh offsets and fences",
+                lambda: _sentinel(run, ["SENTINEL", "DEBUG", "info-period", wanted]))
 
 
 def switch_peer_auth(run: HostRun) -> None:
