@@ -260,9 +260,8 @@ def start_stopped_replicas(run: HostRun, deploy: Deploy) -> None:
         if deploy.role_of(node_plan) != "replica" or node_plan.group.name not in deploy.stopped_masters \
                 or services.running_pid(run, node_plan.port) is not None:
             continue
-        run.record(f"start redis-server :{node_plan.port} (its group's master is down too) through its guard")
-        if not run.options.check:
-            _start_through_guard(run, node_plan)
+        run.act(f"start redis-server :{node_plan.port} (its group's master is down too) through its guard",
+                lambda node_plan=node_plan: _start_through_guard(run, node_plan))
 
 
 def _start_through_guard(run: HostRun, node_plan: NodePlan) -> tuple[str, str | None]:
@@ -283,13 +282,12 @@ def recover_stopped_master(run: HostRun, deploy: Deploy) -> None:
         group = node_plan.group.name
         if group not in deploy.stopped_masters or deploy.topology[group].host.name != run.name:
             continue
-        if run.options.check:
-            run.record(f"start redis-server :{node_plan.port} (down, still named master of {group}): the sentinels "
-                       "fail over first, then it starts as a replica")
+        started = run.act(f"redis-server :{node_plan.port} is down and the sentinels still name it master of "
+                          f"{group}: start it through its guard (after their failover, as a replica)",
+                          lambda node_plan=node_plan: _start_through_guard(run, node_plan))
+        if started is None:
             continue
-        run.record(f"redis-server :{node_plan.port} is down and the sentinels still name it master of {group}: "
-                   "start it through its guard (after their failover, as a replica)")
-        role, master_address = _start_through_guard(run, node_plan)
+        role, master_address = started
         new_master = deploy.plan.host_by_data_address(master_address or "")
         if role == "replica" and new_master is not None:
             deploy.set_master(group, new_master, "sentinels")
@@ -361,14 +359,16 @@ def _hand_over_before_restart(run: HostRun, deploy: Deploy, node_plan: NodePlan,
     group = node_plan.group
     names = ", ".join(key[0] for key in restart_keys)
     run.begin("switchover")
-    run.record(f"SENTINEL FAILOVER {group.name} before restarting this master ({names} cannot change live)")
-    if run.options.check:
+    def hand_over():
+        remotes = {alive.name: alive.remote for alive in deploy.runner.alive()}
+        try:
+            return failover.hand_over(deploy.plan, remotes, group, run.name)
+        except ProvisionError as failure:
+            raise HostError(run.name, run.step, f"SENTINEL FAILOVER {group.name}", str(failure)) from None
+    switched = run.act(f"SENTINEL FAILOVER {group.name} before restarting this master ({names} cannot change live)",
+                       hand_over)
+    if switched is None:                   # --check: the master stays where it is
         return deploy.topology[group.name].host
-    remotes = {alive.name: alive.remote for alive in deploy.runner.alive()}
-    try:
-        switched = failover.hand_over(deploy.plan, remotes, group, run.name)
-    except ProvisionError as failure:
-        raise HostError(run.name, run.step, f"SENTINEL FAILOVER {group.name}", str(failure)) from None
     new_master = deploy.plan.inventory.host(switched.new_master)
     deploy.set_master(group.name, new_master, "switchover")
     run.record(f"{group.name}: {switched.new_master} is master after {switched.seconds_to_switch:.1f}s; "

@@ -45,20 +45,21 @@ def ensure_build_tools(run: HostRun, facts: HostFacts) -> None:
     if manager not in BUILD_PACKAGES:
         raise HostError(run.name, run.step, "detect package manager",
                         f"missing build tools {', '.join(facts.missing_build_tools)} and no apt-get or dnf to install them")
-    run.record(f"install build tools ({BUILD_PACKAGES[manager]}) with {manager}")
-    if not run.options.check:
-        prefix = "DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive " if manager == "apt-get" else ""
-        run.remote.check(run.step, f"{prefix}{manager} install -y {BUILD_PACKAGES[manager]}")
+    prefix = "DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive " if manager == "apt-get" else ""
+    run.act(f"install build tools ({BUILD_PACKAGES[manager]}) with {manager}",
+            f"{prefix}{manager} install -y {BUILD_PACKAGES[manager]}")
 
 
 def compile_on_host(run: HostRun, facts: HostFacts) -> None:
     """Fetch or upload the source, verify it, compile, install into the version directory, and
     bring the binaries back to the controller's artifact cache."""
+    run.act(f"build Redis {run.plan.inventory.redis.version} from source on this host (platform {facts.platform})",
+            lambda: _compile(run, facts))
+
+
+def _compile(run: HostRun, facts: HostFacts) -> None:
     redis = run.plan.inventory.redis
     layout = run.layout
-    run.record(f"build Redis {redis.version} from source on this host (platform {facts.platform})")
-    if run.options.check:
-        return
     ensure_build_tools(run, facts)
     build_dir = layout.build_dir
     tarball = posixpath.join(build_dir, f"redis-{redis.version}.tar.gz")
@@ -132,9 +133,11 @@ def recorded_digest(run: HostRun, artifact: Path) -> str:
 def ship_to_host(run: HostRun, facts: HostFacts) -> None:
     """Install binaries built on another host of the same platform."""
     artifact = artifact_path(run, facts)
-    run.record(f"install Redis {run.plan.inventory.redis.version} binaries from the build cache ({artifact.name})")
-    if run.options.check:
-        return
+    run.act(f"install Redis {run.plan.inventory.redis.version} binaries from the build cache ({artifact.name})",
+            lambda: _ship(run, artifact))
+
+
+def _ship(run: HostRun, artifact) -> None:
     q = shlex.quote
     digest = recorded_digest(run, artifact)
     staging = run.layout.version_dir + ".partial"
@@ -170,9 +173,11 @@ def activate(run: HostRun, facts: HostFacts) -> None:
     target = posixpath.join("versions", run.plan.inventory.redis.version, "bin")
     if facts.active_bin == target:
         return
-    run.record(f"switch {run.layout.bin_link} to {target} (was {facts.active_bin or 'absent'})")
-    if run.options.check:
-        return
+    run.act(f"switch {run.layout.bin_link} to {target} (was {facts.active_bin or 'absent'})",
+            lambda: _switch_bin(run, facts, target))
+
+
+def _switch_bin(run: HostRun, facts: HostFacts, target: str) -> None:
     q = shlex.quote
     link = run.layout.bin_link
     previous = active_version(facts.active_bin)
