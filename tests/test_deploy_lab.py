@@ -2,6 +2,8 @@
 with a bad source, with a host gone, with a config Redis refuses."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis
 
@@ -172,8 +174,17 @@ def test_rerun_after_failover_keeps_the_new_master_and_restarts_nothing(lab, lab
 
 def test_sha256_mismatch_is_refused_and_the_installed_version_stays(lab, lab_inventory, artifact_dir, tmp_path):
     def bad_source(document):
+        # A source named for its release (validation refuses one named for another), whose
+        # sha256 is wrong: the host must refuse it.
+        source = document["redis"]["source"]
+        if "tarball" in source:
+            named = tmp_path / "redis-7.0.16.tar.gz"
+            named.symlink_to(Path(lab).parent / source["tarball"])     # an absolute path stays as it is
+            source["tarball"] = str(named)
+        else:
+            source["url"] = source["url"].replace("7.0.15", "7.0.16")
         document["redis"]["version"] = "7.0.16"
-        document["redis"]["source"]["sha256"] = "0" * 64
+        source["sha256"] = "0" * 64
     report, output = deploy(variant(lab, tmp_path, bad_source), artifact_dir)
     assert not report.ok
     failed = {outcome.host: outcome.error for outcome in report.outcomes if outcome.failed}
