@@ -414,7 +414,10 @@ def init(path: str, say=output.say) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "x") as handle:
         handle.write(text)
-    say(f"wrote {target}: edit hosts, groups and sentinels, then set the passwords it names:\n"
+    schema_file = target.with_name("inventory.schema.json")    # its first line names it, for editors
+    if not schema_file.exists():
+        schema_file.write_text(resources.files("provision").joinpath("examples/inventory.schema.json").read_text())
+    say(f"wrote {target} (and {schema_file.name}, its JSON Schema for editors): edit hosts, groups and sentinels, then set the passwords it names:\n"
         "  for name in ADMIN REPLICATION SENTINEL APP; do\n"
         "    export REDIS_${name}_PASSWORD=\"$(openssl rand -base64 33 | tr -d '/+=')\"; done\n"
         f"  redis-provision validate -i {target}")

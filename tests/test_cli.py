@@ -1,6 +1,7 @@
 """The command line as a user runs it: clean errors and exit codes, no traceback, no SSH."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -208,6 +209,9 @@ def test_init_writes_a_starter_inventory_that_validates_with_no_network(tmp_path
     written = offline("init", "--path", str(target))
     assert written.returncode == 0 and target.exists(), written.stderr
     assert "openssl rand" in written.stdout
+    first_line = target.read_text().splitlines()[0]
+    assert first_line == "# yaml-language-server: $schema=inventory.schema.json"
+    assert json.loads((tmp_path / "inventory.schema.json").read_text())["title"] == "redis-provision inventory"
     again = offline("init", "--path", str(target))
     assert again.returncode == 2 and "exists; not overwriting" in again.stderr
     valid = offline("validate", "-i", str(target))

@@ -483,24 +483,6 @@ def test_an_indentation_slip_is_named_at_its_own_line_in_plain_words(tmp_path):
     assert problem.startswith(f"{path}:6: not valid YAML: this line's indentation matches no key above it"), problem
 
 
-def test_the_example_inventory_shows_every_key_the_validator_reads():
-    """inventory/prod.yml (the file `init` writes) names every key, set or commented out: a key
-    added to the readers without it fails here."""
-    import ast
-    from pathlib import Path
-    sections = Path(inventory.__file__).with_name("sections.py")
-    keys = set()
-    for node in ast.walk(ast.parse(sections.read_text())):
-        if isinstance(node, ast.Call) and node.args:
-            name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
-            candidates = [arg for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
-            if name in ("get", "positive_int", "_seconds", "_controller_path") and candidates:
-                keys.add(candidates[0].value)
-    example = (Path(inventory.__file__).parent.parent / "examples" / "prod.yml").read_text()
-    missing = sorted(key for key in keys - {"present"} if f"{key}:" not in example)
-    assert not missing, missing
-
-
 def test_a_mistyped_limit_gets_a_did_you_mean(lab_like_plan):
     from provision.core import plan as planner
     with pytest.raises(KeyError, match=r"--limit: lab4x matches no host or group; did you mean lab4\?|did you mean"):

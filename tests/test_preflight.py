@@ -90,7 +90,7 @@ def test_an_absent_host_still_named_in_a_group_or_sentinels_is_an_inventory_erro
     with pytest.raises(InventoryError) as raised:
         inventory.load(write(tmp_path, document), ENVIRONMENT)
     text = str(raised.value)
-    assert "hosts.c.state: expected present or absent, got 'gone'" in text
+    assert "hosts.c.state: expected one of present, absent, got 'gone'" in text
     assert "'b' is state: absent (being retired); take it out of the group" in text
     assert "take it out of sentinels" in text
 

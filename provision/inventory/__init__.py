@@ -69,15 +69,15 @@ def load(path: str | os.PathLike, environment: dict[str, str] | None = None,
                               "keep only the last one)")
     top = Section(problems, (), data, "the inventory")
     base_dir = Path(path).resolve().parent
-    controller = read_controller(problems, top.get("controller", dict, {}), base_dir)
-    hosts = read_hosts(problems, top.get("hosts", dict, {}), base_dir, load_ssh_config(controller),
+    controller = read_controller(problems, top.get("controller"), base_dir)
+    hosts = read_hosts(problems, top.get("hosts"), base_dir, load_ssh_config(controller),
                         resolve or resolve_ipv4)
-    redis = read_redis(problems, top.get("redis", dict, what="version and source"), base_dir)
-    groups = read_groups(problems, top.get("groups", dict, {}), redis.port if redis else None)
-    sentinels = check_topology(problems, hosts, groups, top.get("sentinels", list, []), redis)
-    acl = read_acl(problems, top.get("acl", dict, what="admin, replication and sentinel users"), base_dir,
+    redis = read_redis(problems, top.get("redis"), base_dir)
+    groups = read_groups(problems, top.get("groups"), redis.port if redis else None)
+    sentinels = check_topology(problems, hosts, groups, top.get("sentinels"), redis)
+    acl = read_acl(problems, top.get("acl"), base_dir,
                     environment)
-    system = read_system(problems, top.get("system", dict, {}))
+    system = read_system(problems, top.get("system"))
     dangerous_problems(problems, data)
     top.finish()
     if problems.items:
