@@ -11,7 +11,7 @@ import pytest
 from provision import cli
 from provision.ops import drill, rolewatch
 from lab import golden
-from tests.labtools import client, deploy, start_times, variant, verify_failures, wait_for
+from tests.labtools import client, deploy, run_on, start_times, variant, verify_failures, wait_for
 from tests.test_restart_lab import assert_nothing_lost, master_now
 
 pytestmark = pytest.mark.lab
@@ -147,3 +147,27 @@ def test_a_port_change_is_refused_before_any_host_is_touched(deployed_lab, lab, 
     assert {getattr(outcome.error, "step", None) for outcome in report.outcomes} == {"preflight"}
     assert "group mymaster: runs on port 6379 (the sentinels monitor it there), the inventory says 6380" in output
     assert start_times(lab_inventory) == before
+
+
+def test_a_setting_the_release_does_not_know_is_refused_before_any_config_is_written(deployed_lab, lab, lab_inventory,
+                                                                                      artifact_dir, tmp_path):
+    """`timout` passes the offline validation (any directive-shaped name does) and would stop
+    Redis at its next start; the release's own list refuses it on every host first."""
+    def mistype(document):
+        document["redis"]["settings"] = {"timout": 300, "hz": 25}
+        document["hosts"]["lab2"].setdefault("redis", {})["settings"] = {"maxmemory-polcy": "noeviction"}
+    mistyped = variant(lab, tmp_path, mistype)
+    before = start_times(lab_inventory)
+    conf_before = {host: run_on(lab_inventory, host, "cat /app/redis/conf/redis-6379.conf") for host in ("lab1", "lab2", "lab3")}
+    check, output = deploy(mistyped, artifact_dir, check=True)
+    assert not check.ok and "redis.settings.timout: Redis 7.0.15 has no directive 'timout'; did you mean 'timeout'?" \
+        in output, output
+    report, output = deploy(mistyped, artifact_dir)
+    assert not report.ok and report.changed == 0, output
+    assert {getattr(outcome.error, "step", None) for outcome in report.outcomes} == {"settings"}
+    assert "hosts.lab2.redis.settings.maxmemory-polcy: Redis 7.0.15 has no directive 'maxmemory-polcy'; did you mean " \
+           "'maxmemory-policy'?" in output, output
+    assert "'hz'" not in output
+    assert start_times(lab_inventory) == before
+    assert {host: run_on(lab_inventory, host, "cat /app/redis/conf/redis-6379.conf") for host in ("lab1", "lab2", "lab3")} \
+        == conf_before

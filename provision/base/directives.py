@@ -106,6 +106,11 @@ def reserved_settings() -> frozenset[str]:
     return frozenset(info.name for info in REDIS if info.reserved)
 
 
+#: what redis.conf may hold besides the settings CONFIG GET knows: Redis's config loader reads
+#: these itself (config.c, loadServerConfigFromString), and CONFIG GET never lists them
+CONFIG_FILE_ONLY = frozenset({"include", "rename-command", "user", "loadmodule", "sentinel"})
+
+
 def sentinel_group_options() -> frozenset[str]:
     """Sentinel options written as `sentinel <option> <group> ...`."""
     return frozenset(info.words[1] for info in SENTINEL if info.per_group)

@@ -180,6 +180,14 @@ def node_redis(inventory: Inventory, node: "NodePlan") -> RedisSettings:
     return replace(redis, maxmemory=maxmemory, extra_settings=tuple(sorted(settings.items())))
 
 
+def setting_places(inventory: Inventory, node: "NodePlan", name: str) -> tuple[str, ...]:
+    """The inventory key paths that give this node the setting `name` (global, group, host)."""
+    places = ((inventory.redis.extra_settings, "redis.settings"),
+              (node.group.redis.settings, f"groups.{node.group.name}.redis.settings"),
+              (node.host.redis.settings, f"hosts.{node.host.name}.redis.settings"))
+    return tuple(f"{prefix}.{name}" for settings, prefix in places if name in dict(settings))
+
+
 def limit_hosts(inventory: Inventory, patterns: tuple[str, ...]) -> tuple[str, ...]:
     """Ansible's --limit: each pattern is a host name, a group name (its master and replicas) or
     a shell glob over host names (`lab[12]`, `db-*`); a pattern that matches nothing is an error,

@@ -69,7 +69,12 @@ class Deploy:
     monitored: tuple[topology.Monitored, ...] = ()     # what the sentinels monitored when the run began
     departed_now: bool = False                           # the retire wave stopped something this run
     builds: "PlatformBuilds" = field(default_factory=lambda: PlatformBuilds())
+    refusals: list[str] = field(default_factory=list)   # inventory problems only the hosts' release can tell
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refuse(self, problems: list[str]) -> None:
+        with self._lock:
+            self.refusals.extend(problem for problem in problems if problem not in self.refusals)
 
     def set_master(self, group: str, host: Host, source: str) -> None:
         with self._lock:
@@ -215,6 +220,22 @@ def _wait_failovers(deploy: Deploy, remotes) -> None:
                 f"group {group} (sentinel {', '.join(names)})" for group, names in busy.items()))
             said = True
         time.sleep(0.5)
+
+
+def check_setting_names(run: HostRun, deploy: Deploy) -> None:
+    run.begin("settings")
+    deploy.refuse(node.unknown_setting_problems(run))
+
+
+def refuse_unknown_settings(deploy: Deploy) -> None:
+    """Once, on the controller, after every host's check and before any config is written: one
+    host's unknown setting stops every host, as an inventory problem does."""
+    if not deploy.refusals:
+        return
+    reason = ("refused before writing any config: the installed release does not know these settings:\n  - "
+              + "\n  - ".join(sorted(deploy.refusals)))
+    for run in deploy.runner.alive():
+        deploy.runner.fail(run.name, HostError(run.name, "settings", "check redis.settings names", reason))
 
 
 def discover_topology(deploy: Deploy) -> None:
@@ -427,6 +448,8 @@ WAVES = (
     Wave("topology",         None,                         discover_topology),     # once, on the controller
     Wave("layout",           serving_hosts,                lay_out),
     Wave("install",          serving_hosts,                install_binaries),
+    Wave("settings",         serving_hosts,                check_setting_names),   # names the release knows,
+    Wave("settings check",   None,                         refuse_unknown_settings),   # else stop every host
     Wave("tune",             serving_hosts,                tune),
     Wave("recover replicas", replicas_of_stopped_masters,  start_stopped_replicas),
     Wave("recover",          stopped_group_masters,        recover_stopped_master),

@@ -6,6 +6,7 @@ changes go live with CONFIG SET; a restart happens only for settings Redis canno
 """
 from __future__ import annotations
 
+import difflib
 import shlex
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from provision.core import state as host_state
 from provision.base.errors import HostError
 from provision.steps.hostrun import HostRun
 from provision.inventory import Host
-from provision.core.plan import NodePlan, node_redis
+from provision.core.plan import NodePlan, node_redis, setting_places
 from provision.steps import services
 
 
@@ -103,6 +104,44 @@ def configure(run: HostRun, node: NodePlan, current_master: Host,
         reverted = tuple((key[0], defaults.get(key[0], "")) for key in removed)
         restart += tuple(key for key in removed if directives.redis_needs_restart(key) or key[0] not in defaults)
     return ConfigOutcome(False, current, live, restart, reverted, wanted)
+
+
+def settings_to_check(run: HostRun) -> dict[str, set[str]]:
+    """Setting name → the key paths giving it, for the names this host's release has not yet
+    taken: all of them after a change of release, else those not written on an earlier run."""
+    same_release = run.facts is not None and run.facts.installed_version == run.plan.inventory.redis.version
+    written = run.state.settings if run.state is not None and same_release else {}
+    wanted: dict[str, set[str]] = {}
+    for node in run.host_plan.nodes:
+        for name, _ in plan_settings(run, node):
+            if name in directives.CONFIG_FILE_ONLY or name in written.get(node.port, ()):
+                continue
+            wanted.setdefault(name, set()).update(setting_places(run.plan.inventory, node, name))
+    return wanted
+
+
+def unknown_setting_problems(run: HostRun) -> list[str]:
+    """`redis.settings` names the installed release does not know, each at its key path with a
+    did-you-mean from the release's own list (CONFIG GET * of a throwaway server): Redis refuses
+    to start on an unknown directive, so a typo would otherwise surface as a node that does not
+    come back after its restart. A read: the throwaway server has no TCP port and leaves nothing."""
+    wanted = settings_to_check(run)
+    version = run.plan.inventory.redis.version
+    if not wanted:
+        return []
+    if run.facts is not None and run.facts.installed_version != version and run.options.check:
+        run.record(f"check the settings' names against Redis {version} once it is installed")
+        return []
+    output = run.remote.check(run.step, host_facts.defaults_probe(run.layout, sorted(wanted) + ["*"])).stdout
+    known = sorted(host_facts.parse_config_get(output))
+    problems = []
+    for name in sorted(wanted):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems += [f"{place}: Redis {version} has no directive {name!r}{hint}" for place in sorted(wanted[name])]
+    return problems
 
 
 def redis_defaults(run: HostRun, names: list[str]) -> dict[str, str]:
