@@ -43,10 +43,21 @@ def load_inventory(inventory_path: str) -> inventory.Inventory:
     return loaded
 
 
-def load_plan(inventory_path: str, limit: str | None = None) -> planner.Plan:
+def refuse_cluster(loaded: inventory.Inventory) -> None:
+    """A cluster section validates and plans offline; deploying and checking a cluster on hosts
+    is not built yet, and a run that silently skipped it would look like success."""
+    if loaded.cluster is not None:
+        raise UsageError(f"{loaded.path}: cluster: validate and plan take a cluster section; deploy, verify, "
+                         "status, failover and drill do not handle Redis Cluster yet (the Sentinel groups "
+                         "would be deployed without it), so nothing was done")
+
+
+def load_plan(inventory_path: str, limit: str | None = None, offline: bool = False) -> planner.Plan:
     """Inventory → plan, before any host is touched; InventoryError lists every problem."""
     parse_limit(limit)
     loaded = load_inventory(inventory_path)
+    if not offline:
+        refuse_cluster(loaded)
     try:
         return planner.build(loaded, parse_limit(limit))
     except KeyError as error:
@@ -86,6 +97,7 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
     `version`: run another release than the inventory's (upgrade, rollback)."""
     parse_limit(limit)                  # a bad flag is refused before the inventory is read
     loaded = load_inventory(inventory_path)
+    refuse_cluster(loaded)
     written = loaded.redis.version      # what the inventory says, before any --version
     if version is not None:
         if not inventory.VERSION_PATTERN.fullmatch(version):
@@ -316,7 +328,7 @@ JSON_SCHEMA_VERSION = 1
 def validate(inventory_path: str, as_json: bool = False, say=output.say) -> list[dict]:
     """Every problem of the inventory (none: it is valid), each as {file, line, path, message}."""
     try:
-        plan = load_plan(inventory_path)
+        plan = load_plan(inventory_path, offline=True)
     except InventoryError as error:
         problems = [inventory.structured_problem(problem, inventory_path) for problem in error.problems]
         if as_json:
@@ -325,7 +337,9 @@ def validate(inventory_path: str, as_json: bool = False, say=output.say) -> list
             say(str(error))
         return problems
     summary = (f"{inventory_path}: valid: {len(plan.inventory.hosts)} host(s), {len(plan.inventory.groups)} group(s), "
-               f"{len(plan.inventory.sentinels)} sentinel(s), Redis {plan.inventory.redis.version}")
+               f"{len(plan.inventory.sentinels)} sentinel(s), "
+               + (f"a cluster of {len(plan.inventory.cluster.shards)} shard(s), " if plan.inventory.cluster else "")
+               + f"Redis {plan.inventory.redis.version}")
     if as_json:
         print(json.dumps({"schema_version": JSON_SCHEMA_VERSION, "ok": True, "problems": []}, indent=2))
     else:
@@ -359,19 +373,25 @@ def show_plan(inventory_path: str, limit: str | None = None, list_hosts: bool = 
               say=output.say) -> planner.Plan:
     """Who is master, replica and sentinel, and which hosts each wave of a fresh deploy takes (a
     running deployment may have moved on: deploy asks the sentinels)."""
-    plan = load_plan(inventory_path, limit)
+    plan = load_plan(inventory_path, limit, offline=True)
     if list_hosts:
         say("\n".join(item.host.name for item in plan.hosts))
         return plan
+    cluster_parts = planner.cluster_roles(plan.inventory)
     roles = []
-    for item in plan.hosts:
+    planned = {item.host.name: item for item in plan.hosts}
+    for host in plan.inventory.hosts:
+        item = planned.get(host.name)
+        if item is None and host.name not in cluster_parts:
+            continue
         parts = [f"{'master' if node.starts_as_master else 'replica'} of {node.group.name} :{node.port}"
-                 for node in item.nodes]
-        if item.runs_sentinel:
+                 for node in (item.nodes if item else ())]
+        parts += cluster_parts.get(host.name, [])
+        if item is not None and item.runs_sentinel:
             parts.append(f"sentinel :{plan.inventory.redis.sentinel_port}")
-        if item.retiring:
+        if host.absent:
             parts = ["retiring (state: absent)"]
-        roles.append((item.host.name, item.host.data_address, "; ".join(parts) or "-"))
+        roles.append((host.name, host.data_address, "; ".join(parts) or "-"))
     waves = fresh_deploy_waves(plan)
     if as_json:
         print(json.dumps({"schema_version": JSON_SCHEMA_VERSION,

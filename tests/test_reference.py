@@ -2,6 +2,7 @@
 fail here when any of the three drifts from the others."""
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from provision.inventory import reference, schema, sections
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_NAMES = {"<host>": "h1", "<group>": "g1", "<version>": "7.2.4", "<directive>": "timeout",
-                "<user>": "app", "<sysctl>": "net.core.somaxconn"}
+                "<user>": "app", "<sysctl>": "net.core.somaxconn", "<index>": 0}
 SAMPLE_VALUES = {"string": "x", "integer": 1, "number": 1, "boolean": True, "size": "1mb", "scalar": "1",
                  "list": [], "mapping": {}}
 
@@ -49,11 +50,17 @@ def _every_key_document() -> dict:
         place = document
         names = [SAMPLE_NAMES.get(part, part) for part in key.segments]
         for name in names[:-1]:
-            place = place.setdefault(name, {})
-        if key.type == "mapping":
+            if isinstance(place, list):          # a list of mappings (cluster.shards): its first item
+                place = place[0] if place else place.append({}) or place[0]
+            else:
+                place = place.setdefault(name, {})
+        if isinstance(place, list):
+            if not place:
+                place.append({})
+        elif key.type == "mapping":
             place.setdefault(names[-1], {})
         elif names[-1] not in place:
-            place[names[-1]] = key.choices[0] if key.choices else SAMPLE_VALUES[key.type]
+            place[names[-1]] = key.choices[0] if key.choices else copy.copy(SAMPLE_VALUES[key.type])
     return document
 
 
@@ -95,7 +102,7 @@ def test_a_key_the_schema_lacks_is_refused_with_the_schema_keys_as_the_allowed_o
 
 def test_the_example_inventories_pass_the_json_schema():
     validator = jsonschema.Draft202012Validator(reference.json_schema())
-    for name in ("prod.yml", "vagrant.yml"):
+    for name in ("prod.yml", "vagrant.yml", "cluster.yml"):
         document = yaml.safe_load((ROOT / "inventory" / name).read_text())
         assert [error.message for error in validator.iter_errors(document)] == [], name
 
@@ -118,13 +125,17 @@ def test_the_json_schema_refuses_what_the_validator_refuses(where, value, expect
     assert any(expected in message for message in messages), messages
 
 
-def test_the_example_inventory_shows_every_key_of_the_schema():
-    """inventory/prod.yml (the file `init` writes) names every key, set or commented out: a key added to the schema without it fails here."""
-    text = (ROOT / "inventory" / "prod.yml").read_text()
-    shown = re.findall(r"(?:^\s*#?\s*|[{,]\s*)([A-Za-z_][\w.-]*|\"[\d.]+\"):", text, re.M)
+@pytest.mark.parametrize("example, section", [("prod.yml", None), ("cluster.yml", "cluster")])
+def test_the_example_inventories_show_every_key_of_the_schema(example, section):
+    """inventory/prod.yml (the file `init` writes) names every key but the cluster's, and
+    inventory/cluster.yml every cluster key, set or commented out: a key added to the schema
+    without it fails here."""
+    text = (ROOT / "inventory" / example).read_text()
+    shown = re.findall(r"(?:^\s*#?\s*-?\s*|[{,]\s*)([A-Za-z_][\w.-]*|\"[\d.]+\"):", text, re.M)
     names = {name.strip('"') for name in shown}
     missing = [key.path for key in schema.KEYS
-               if not key.segments[-1].startswith("<") and key.segments[-1] not in names]
+               if not key.segments[-1].startswith("<") and key.segments[-1] not in names
+               and (key.segments[0] == "cluster") == (section == "cluster")]
     assert not missing, missing
 
 

@@ -20,6 +20,10 @@ DOWN_AFTER_MILLISECONDS = 5000
 FAILOVER_TIMEOUT = 60000
 PARALLEL_SYNCS = 1
 
+# cluster
+CLUSTER_NODE_TIMEOUT = 5000            # as down-after: Redis's own 15000 leaves a cut-off master writable 15 s
+CLUSTER_BUS_OFFSET = 10000             # Redis's: the bus listens on port + 10000 unless cluster-port says
+
 
 def min_replicas_to_write(replicas) -> int:
     """A master takes a write only while a replica is connected to receive it, so a master cut

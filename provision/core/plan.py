@@ -188,6 +188,36 @@ def setting_places(inventory: Inventory, node: "NodePlan", name: str) -> tuple[s
     return tuple(f"{prefix}.{name}" for settings, prefix in places if name in dict(settings))
 
 
+def cluster_roles(inventory: Inventory) -> dict[str, list[str]]:
+    """Host name → its part in the cluster, as `plan` shows it (the slots are split evenly over the
+    masters when the cluster is created)."""
+    cluster = inventory.cluster
+    if cluster is None:
+        return {}
+    roles: dict[str, list[str]] = {}
+    ranges = slot_ranges(len(cluster.shards))
+    for shard, (first, last) in zip(cluster.shards, ranges):
+        roles.setdefault(shard.master, []).append(
+            f"cluster master of {shard.name} (slots {first}-{last}) :{cluster.port} bus :{cluster.bus_port}")
+        for replica in shard.replicas:
+            roles.setdefault(replica, []).append(f"cluster replica in {shard.name} :{cluster.port}")
+    return roles
+
+
+CLUSTER_SLOTS = 16384
+
+
+def slot_ranges(masters: int) -> list[tuple[int, int]]:
+    """The 16384 hash slots split into `masters` contiguous ranges differing by one slot at most,
+    the larger ones first."""
+    ranges, start = [], 0
+    for index in range(masters):
+        size = CLUSTER_SLOTS // masters + (1 if index < CLUSTER_SLOTS % masters else 0)
+        ranges.append((start, start + size - 1))
+        start += size
+    return ranges
+
+
 def limit_hosts(inventory: Inventory, patterns: tuple[str, ...]) -> tuple[str, ...]:
     """Ansible's --limit: each pattern is a host name, a group name (its master and replicas) or
     a shell glob over host names (`lab[12]`, `db-*`); a pattern that matches nothing is an error,

@@ -10,18 +10,19 @@ from pathlib import Path
 from typing import Callable
 
 from provision.base.errors import InventoryError
+from provision.inventory import schema
 from provision.inventory.masking import secret_masker
-from provision.inventory.model import (Acl, AclUser, Controller, Group, Host, Inventory, RedisOverrides,
-                                       RedisSettings, Secret, Source, System, password_hash)
-from provision.inventory.sections import (Section, dangerous_problems, read_acl, read_controller, read_groups,
-                                          read_hosts, read_redis, read_system)
+from provision.inventory.model import (Acl, AclUser, Cluster, Controller, Group, Host, Inventory, RedisOverrides,
+                                       RedisSettings, Secret, Shard, Source, System, password_hash)
+from provision.inventory.sections import (Section, dangerous_problems, read_acl, read_cluster, read_controller,
+                                          read_groups, read_hosts, read_redis, read_system)
 from provision.inventory.sshconfig import load_ssh_config, resolve_ipv4
-from provision.inventory.topology import check_topology
+from provision.inventory.topology import check_cluster, check_topology
 from provision.inventory.values import VERSION_PATTERN, setting_value_problem
 from provision.inventory.yamlsource import MAX_INVENTORY_BYTES, Problems, parse_yaml
 
 __all__ = ["structured_problem", "Acl", "AclUser", "Controller", "Group", "Host", "Inventory", "RedisOverrides", "RedisSettings",
-           "Secret", "Source", "System", "VERSION_PATTERN", "load", "password_hash", "secret_masker",
+           "Secret", "Shard", "Source", "System", "Cluster", "VERSION_PATTERN", "load", "password_hash", "secret_masker",
            "setting_value_problem"]
 
 
@@ -43,7 +44,7 @@ def structured_problem(problem: str, path: str) -> dict:
     return {"file": file, "line": line, "path": key_path, "message": rest}
 
 
-TOP_LEVEL_KEYS = ("controller", "hosts", "redis", "groups", "sentinels", "acl", "system")
+TOP_LEVEL_KEYS = schema.TOP_LEVEL
 
 
 def load(path: str | os.PathLike, environment: dict[str, str] | None = None,
@@ -75,6 +76,11 @@ def load(path: str | os.PathLike, environment: dict[str, str] | None = None,
     redis = read_redis(problems, top.get("redis"), base_dir)
     groups = read_groups(problems, top.get("groups"), redis.port if redis else None)
     sentinels = check_topology(problems, hosts, groups, top.get("sentinels"), redis)
+    cluster = read_cluster(problems, top.get("cluster"), redis.port if redis else None)
+    if cluster is not None:
+        check_cluster(problems, hosts, groups, sentinels, cluster, redis)
+    if isinstance(data, dict) and not data.get("groups") and data.get("cluster") is None:
+        problems.add(("groups",), "give groups (Sentinel replication groups), a cluster, or both")
     acl = read_acl(problems, top.get("acl"), base_dir,
                     environment)
     system = read_system(problems, top.get("system"))
@@ -83,4 +89,4 @@ def load(path: str | os.PathLike, environment: dict[str, str] | None = None,
     if problems.items:
         raise InventoryError(problems.items)
     return Inventory(path=path, hosts=hosts, redis=redis, groups=groups, sentinels=sentinels, acl=acl,
-                     system=system, controller=controller)
+                     system=system, controller=controller, cluster=cluster)

@@ -96,6 +96,34 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """One Redis Cluster shard: the host that starts as its master, and its replicas' hosts."""
+    name: str          # shard-1, shard-2…: its place in the inventory, for messages and status
+    master: str
+    replicas: tuple[str, ...]
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return (self.master, *self.replicas)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    shards: tuple[Shard, ...]
+    port: int
+    bus_port: int
+    node_timeout: int = defaults.CLUSTER_NODE_TIMEOUT
+    require_full_coverage: bool = True
+    allow_reads_when_down: bool = False
+    min_replicas_to_write: int = 1
+    min_replicas_max_lag: int = defaults.min_replicas_max_lag(defaults.CLUSTER_NODE_TIMEOUT)
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return tuple(name for shard in self.shards for name in shard.members)
+
+
+@dataclass(frozen=True)
 class AclUser:
     name: str
     password: Secret
@@ -146,6 +174,7 @@ class Inventory:
     acl: Acl
     system: System
     controller: Controller
+    cluster: Cluster | None = None
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

@@ -69,7 +69,10 @@ def _node(key: schema.Key) -> dict[str, Any]:
         node["exclusiveMinimum"] = 0
         if key.maximum is not None:
             node["maximum"] = key.maximum
-    if key.type == "list" and key.items:
+    item = next((child for child in schema.KEYS if child.segments == key.segments + ("<index>",)), None)
+    if key.type == "list" and item is not None:
+        node["items"] = _node(item)
+    elif key.type == "list" and key.items:
         node["items"] = {"type": _JSON_TYPES[key.items]}
     if not key.required and key.default is not None and key.default_text is None \
             and not isinstance(key.default, (dict, list, tuple)):
@@ -77,7 +80,7 @@ def _node(key: schema.Key) -> dict[str, Any]:
     if key.type == "mapping":
         below = [child for child in schema.KEYS if child.segments[:-1] == key.segments]
         literal = [child for child in below if not child.segments[-1].startswith("<")]
-        named = [child for child in below if child.segments[-1].startswith("<")]
+        named = [child for child in below if child.segments[-1].startswith("<") and child.segments[-1] != "<index>"]
         if literal:
             node["properties"] = {child.segments[-1]: _node(child) for child in literal}
             required = [child.segments[-1] for child in literal if child.required]

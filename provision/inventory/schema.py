@@ -25,6 +25,7 @@ NAME_PATTERNS = {
     "<directive>": r"^[a-z][a-z0-9-]*$",
     "<user>": r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$",
     "<sysctl>": r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$",
+    "<index>": r"^\d+$",          # a list item (JSON Schema: items)
 }
 
 REQUIRED = object()       # a Key's default when the key must be given
@@ -162,7 +163,8 @@ KEYS: tuple[Key, ...] = (
                                                   "enable-module-command, enable-protected-configs)", [],
         items="string"),
 
-    Key("groups", "mapping", "replication groups, by name (the Sentinel master name)", REQUIRED),
+    Key("groups", "mapping", "Sentinel replication groups, by name (the Sentinel master name); give groups, "
+                             "cluster or both", {}),
     Key("groups.<group>", "mapping", "one group: its initial master, its replicas, its Sentinel settings"),
     Key("groups.<group>.master", "string", "the host that starts as master (after a failover the tool keeps the "
                                            "current one)", REQUIRED),
@@ -184,7 +186,35 @@ KEYS: tuple[Key, ...] = (
         "down_after_milliseconds / 2000, at least 1", minimum=1),
     *_overrides("groups.<group>.redis", "group"),
 
-    Key("sentinels", "list", "the hosts that run a Sentinel: at least 3", [], items="string"),
+    Key("sentinels", "list", "the hosts that run a Sentinel: at least 3 when there are groups", [],
+        items="string"),
+
+    Key("cluster", "mapping", "a Redis Cluster: hash slots over several masters, each with its replicas; "
+                              "failover built in, no Sentinel", None),
+    Key("cluster.shards", "list", "the shards, each a master host and its replica hosts (give this or hosts)",
+        None, "none (give shards or hosts)", items="mapping"),
+    Key("cluster.shards.<index>", "mapping", "one shard"),
+    Key("cluster.shards.<index>.master", "string", "the host that starts as the shard's master", REQUIRED),
+    Key("cluster.shards.<index>.replicas", "list", "the hosts that replicate it (never its master's host)", [],
+        items="string"),
+    Key("cluster.hosts", "list", "instead of shards: the cluster's hosts, placed by the tool (the first "
+                                 "len/(1+replicas_per_shard) are masters)", None, "none (give shards or hosts)",
+        items="string"),
+    Key("cluster.replicas_per_shard", "integer", "with hosts: replicas each master gets", 1, minimum=0, maximum=5),
+    Key("cluster.port", "integer", "the cluster nodes' Redis port", None, "redis.port", minimum=1, maximum=55535),
+    Key("cluster.bus_port", "integer", "the cluster bus port (node to node)", None, "port + 10000", minimum=1,
+        maximum=65535),
+    Key("cluster.node_timeout", "integer", "milliseconds a node may not answer before it is thought failing "
+                                           "(cluster-node-timeout)", defaults.CLUSTER_NODE_TIMEOUT, minimum=100),
+    Key("cluster.require_full_coverage", "boolean", "refuse every query while some slot has no master "
+                                                    "(cluster-require-full-coverage)", True),
+    Key("cluster.allow_reads_when_down", "boolean", "serve reads while the cluster is down "
+                                                    "(cluster-allow-reads-when-down)", False),
+    Key("cluster.min_replicas_to_write", "integer", "a master takes writes only with this many replicas linked",
+        None, "1 when shards have replicas, else 0", minimum=0),
+    Key("cluster.min_replicas_max_lag", "integer", "seconds a replica may lag and still count; under "
+                                                   "node_timeout", None, "node_timeout / 2000, at least 1",
+        minimum=1),
 
     Key("acl", "mapping", "the users: the tool's three and the applications'", REQUIRED),
     *_secret("acl.admin", "the tool's own user (+@all)", defaults.ADMIN_USER),

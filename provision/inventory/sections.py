@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 from provision.base import defaults, directives
 
-from provision.inventory.model import (Acl, AclUser, Controller, Group, HOST_KEY_CHECKING, Host,
-                                       RedisOverrides, RedisSettings, Secret, Source, System)
+from provision.inventory.model import (Acl, AclUser, Cluster, Controller, Group, HOST_KEY_CHECKING, Host,
+                                       RedisOverrides, RedisSettings, Secret, Shard, Source, System)
 from provision.inventory import schema
 from provision.inventory.sshconfig import ssh_config_hostname
 from provision.inventory.values import (CONTROL_CHARACTERS, GATEWAY_PATTERN, MAXMEMORY_POLICIES, MIN_VERSION,
@@ -338,10 +338,95 @@ def read_redis(problems: Problems, data: Any, base_dir: Path) -> RedisSettings |
                          extra_settings=tuple(sorted(extra_settings)))
 
 
-def read_groups(problems: Problems, data: Any, default_port: int | None) -> tuple[Group, ...]:
+def _host_names(problems: Problems, key_path: tuple, names: list) -> list[str]:
+    """A list of host names: each a string, none twice (references are checked in topology.py)."""
+    found: list[str] = []
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            problems.add(key_path + (index,), f"expected a host name, got {type_name(name)}")
+        elif name in found:
+            problems.add(key_path + (index,), f"{name!r} is listed twice")
+        else:
+            found.append(name)
+    return found
+
+
+def _placed_shards(problems: Problems, hosts: list[str], replicas_per_shard: int) -> list[Shard]:
+    """`hosts` + `replicas_per_shard`: the first len/(1+r) hosts are masters, and each takes the
+    next r of the rest, so that no replica is on a master's host."""
+    size = 1 + replicas_per_shard
+    if len(hosts) % size:
+        problems.add(("cluster", "hosts"), f"{len(hosts)} hosts do not split into shards of a master and "
+                                           f"{replicas_per_shard} replica(s) ({size} hosts each)")
+        return []
+    count = len(hosts) // size
+    rest = hosts[count:]
+    return [Shard(f"shard-{index + 1}", master,
+                  tuple(rest[index * replicas_per_shard:(index + 1) * replicas_per_shard]))
+            for index, master in enumerate(hosts[:count])]
+
+
+def read_cluster(problems: Problems, data: Any, default_port: int | None) -> Cluster | None:
     if data is None:
-        return ()
-    if not isinstance(data, dict) or not data:
+        return None
+    section = Section(problems, ("cluster",), data)
+    shards_data = section.get("shards", None)
+    hosts = section.get("hosts", None)
+    replicas_per_shard = section.get("replicas_per_shard")
+    port = section.get("port", default_port or defaults.REDIS_PORT)
+    bus_port = section.get("bus_port", (port or defaults.REDIS_PORT) + defaults.CLUSTER_BUS_OFFSET)
+    node_timeout = section.get("node_timeout")
+    full_coverage = section.get("require_full_coverage")
+    reads_when_down = section.get("allow_reads_when_down")
+    shards: list[Shard] = []
+    if (shards_data is None) == (hosts is None):
+        problems.add(("cluster",), "give exactly one of shards (each a master and its replicas) or hosts "
+                                   "(with replicas_per_shard)")
+    if shards_data is not None:
+        for index, spec in enumerate(shards_data):
+            key_path = ("cluster", "shards", index)
+            shard_section = Section(problems, key_path, spec)
+            master = shard_section.get("master")
+            replicas = _host_names(problems, key_path + ("replicas",), shard_section.get("replicas"))
+            shard_section.finish()
+            for replica_index, replica in enumerate(replicas):
+                if replica == master:
+                    problems.add(key_path + ("replicas", replica_index),
+                                 f"{replica!r} is this shard's master; a replica on its master's host is lost with it")
+            if isinstance(master, str):
+                shards.append(Shard(f"shard-{index + 1}", master, tuple(r for r in replicas if r != master)))
+    elif hosts is not None and replicas_per_shard is not None:
+        shards = _placed_shards(problems, _host_names(problems, ("cluster", "hosts"), hosts), replicas_per_shard)
+    with_replicas = any(shard.replicas for shard in shards)
+    min_to_write = section.get("min_replicas_to_write", 1 if with_replicas else 0)
+    max_lag = section.get("min_replicas_max_lag",
+                          defaults.min_replicas_max_lag(node_timeout or defaults.CLUSTER_NODE_TIMEOUT))
+    section.finish()
+    if len(shards) < 3 and (shards_data is not None or hosts is not None):
+        problems.add(("cluster", "shards" if shards_data is not None else "hosts"),
+                     f"{len(shards)} master(s); Redis Cluster needs at least 3, so that a majority of masters "
+                     "survives the loss of one and can elect its replacement")
+    if port is not None and bus_port is not None and port == bus_port:
+        problems.add(("cluster", "bus_port"), f"must differ from the cluster's port ({port})")
+    if min_to_write and max_lag and node_timeout and max_lag * 1000 >= node_timeout:
+        problems.add(("cluster", "min_replicas_max_lag"),
+                     f"{max_lag}s is not shorter than node_timeout ({node_timeout}ms): a master cut off from its "
+                     "replicas would keep accepting writes after its replica is promoted")
+    if min_to_write is not None and shards and min_to_write > min(len(shard.replicas) for shard in shards):
+        problems.add(("cluster", "min_replicas_to_write"),
+                     f"{min_to_write} is more than the replicas of the smallest shard: its master would refuse every "
+                     "write")
+    if None in (port, bus_port, node_timeout, min_to_write, max_lag) or not shards:
+        return None
+    return Cluster(shards=tuple(shards), port=port, bus_port=bus_port, node_timeout=node_timeout,
+                   require_full_coverage=full_coverage, allow_reads_when_down=reads_when_down,
+                   min_replicas_to_write=min_to_write, min_replicas_max_lag=max_lag)
+
+
+def read_groups(problems: Problems, data: Any, default_port: int | None) -> tuple[Group, ...]:
+    if data is None or data == {}:
+        return ()              # no Sentinel groups: load() asks for groups or a cluster
+    if not isinstance(data, dict):
         problems.add(("groups",), "expected a mapping of replication group name (the Sentinel master name) "
                                   "to its master, replicas and quorum")
         return ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 
 from provision.base import quorum
-from provision.inventory.model import Group, Host, RedisSettings
+from provision.inventory.model import Cluster, Group, Host, RedisSettings
 from provision.inventory.sections import type_name
 from provision.inventory.yamlsource import Problems
 
@@ -60,6 +60,11 @@ def check_topology(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Gr
         else:
             sentinel_names.append(name)
     count = len(sentinel_names)
+    if not groups:
+        if sentinel_names:
+            problems.add(("sentinels",), "sentinels watch the groups, and there are none (a cluster fails over "
+                                         "by itself); take sentinels out or add groups")
+        return tuple(sentinel_names)
     if count < 3:
         problems.add(("sentinels",), f"{count} sentinel(s); at least 3 on separate hosts are needed so that a "
                                      "majority survives the loss of one")
@@ -77,3 +82,39 @@ def check_topology(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Gr
                          f"when {group.master!r} fails, {surviving} sentinel(s) remain; a failover needs the quorum "
                          f"({group.quorum}) and a majority of all sentinels ({majority}) to authorise it")
     return tuple(sentinel_names)
+
+
+def check_cluster(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Group, ...], sentinels: tuple[str, ...],
+                  cluster: Cluster, redis: RedisSettings | None) -> None:
+    """The cluster's hosts exist and serve one node each, its ports clash with no group or
+    Sentinel on the same host, and nothing asks a cluster for what it cannot do."""
+    host_names = {host.name for host in hosts}
+    absent = {host.name for host in hosts if host.absent}
+    placed: dict[str, str] = {}
+    for index, shard in enumerate(cluster.shards):
+        for position, member in enumerate(shard.members):
+            where = ("cluster", "shards", index, "master") if position == 0 else \
+                ("cluster", "shards", index, "replicas", position - 1)
+            if member not in host_names:
+                problems.add(where, unknown_host(member, host_names))
+            elif member in absent:
+                problems.add(where, f"{member!r} is state: absent (being retired); take it out of the cluster")
+            elif member in placed:
+                problems.add(where, f"{member!r} already serves {placed[member]}; a host carries one cluster node")
+            placed.setdefault(member, shard.name)
+    ports = {cluster.port: "port", cluster.bus_port: "bus_port"}
+    for group in groups:
+        for member in set(group.members) & set(placed):
+            if group.port in ports:
+                problems.add(("cluster", ports[group.port]),
+                             f"{group.port} is group {group.name!r}'s port on {member!r}, which is also a cluster node")
+    if redis is not None and set(sentinels) & set(placed) and redis.sentinel_port in ports:
+        problems.add(("cluster", ports[redis.sentinel_port]),
+                     f"{redis.sentinel_port} is the Sentinel port, and a Sentinel runs on a cluster node's host")
+    databases = [(("redis", "settings", "databases"), dict(redis.extra_settings).get("databases"))] if redis else []
+    databases += [(("hosts", host.name, "redis", "settings", "databases"), dict(host.redis.settings).get("databases"))
+                  for host in hosts if host.name in placed]
+    for where, value in databases:
+        if value is not None and value != "1":
+            problems.add(where, f"Redis Cluster has database 0 only (SELECT is refused); {value} databases "
+                                "cannot be given to its nodes")

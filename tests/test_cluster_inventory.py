@@ -1,0 +1,125 @@
+"""The inventory's `cluster` section: shards given or placed, and every mistake refused at its key
+path before any host is touched."""
+from __future__ import annotations
+
+import pytest
+
+from provision import inventory
+from provision.base.errors import InventoryError
+from tests.test_inventory import ENVIRONMENT, SHA, write
+
+ROOT_ENVIRONMENT = {"REDIS_ADMIN_PASSWORD": "admin-password-1", "REDIS_REPLICATION_PASSWORD": "replica-password-1",
+                    "REDIS_SENTINEL_PASSWORD": "sentinel-password-1"}
+
+
+def cluster_document(**cluster) -> dict:
+    return {
+        "hosts": {f"n{i}": {"address": f"10.0.0.{i}"} for i in range(1, 7)},
+        "redis": {"version": "7.0.15", "source": {"url": "https://example.invalid/redis-7.0.15.tar.gz", "sha256": SHA}},
+        "cluster": cluster or {"shards": [{"master": f"n{i}", "replicas": [f"n{i + 3}"]} for i in (1, 2, 3)]},
+        "acl": {"admin": {"password_env": "PA"}, "replication": {"password_env": "PR"},
+                "sentinel": {"password_env": "PS"}},
+    }
+
+
+def problems_of(tmp_path, document) -> str:
+    with pytest.raises(InventoryError) as raised:
+        inventory.load(write(tmp_path, document), ENVIRONMENT)
+    return "\n".join(raised.value.problems)
+
+
+def test_a_cluster_only_inventory_loads_with_its_defaults(tmp_path):
+    loaded = inventory.load(write(tmp_path, cluster_document()), ENVIRONMENT)
+    assert loaded.groups == () and loaded.sentinels == ()
+    cluster = loaded.cluster
+    assert [(shard.name, shard.master, shard.replicas) for shard in cluster.shards] == [
+        ("shard-1", "n1", ("n4",)), ("shard-2", "n2", ("n5",)), ("shard-3", "n3", ("n6",))]
+    assert (cluster.port, cluster.bus_port, cluster.node_timeout) == (6379, 16379, 5000)
+    assert (cluster.require_full_coverage, cluster.allow_reads_when_down) == (True, False)
+    assert (cluster.min_replicas_to_write, cluster.min_replicas_max_lag) == (1, 2)
+
+
+def test_a_host_list_is_placed_so_that_no_replica_shares_its_masters_host(tmp_path):
+    document = cluster_document(hosts=[f"n{i}" for i in range(1, 7)], replicas_per_shard=1, port=7000)
+    cluster = inventory.load(write(tmp_path, document), ENVIRONMENT).cluster
+    assert [(shard.master, shard.replicas) for shard in cluster.shards] == [("n1", ("n4",)), ("n2", ("n5",)),
+                                                                          ("n3", ("n6",))]
+    assert cluster.bus_port == 17000
+    document["hosts"].update({f"n{i}": {"address": f"10.0.0.{i}"} for i in range(7, 10)})
+    document["cluster"] = {"hosts": [f"n{i}" for i in range(1, 10)], "replicas_per_shard": 2}
+    cluster = inventory.load(write(tmp_path, document), ENVIRONMENT).cluster
+    assert [(shard.master, shard.replicas) for shard in cluster.shards] == [
+        ("n1", ("n4", "n5")), ("n2", ("n6", "n7")), ("n3", ("n8", "n9"))]
+    for shard in cluster.shards:
+        assert shard.master not in shard.replicas
+
+
+def test_the_example_cluster_inventory_loads(tmp_path):
+    from pathlib import Path
+    example = Path(__file__).resolve().parent.parent / "inventory" / "cluster.yml"
+    loaded = inventory.load(str(example), ROOT_ENVIRONMENT)
+    assert len(loaded.cluster.shards) == 3 and loaded.groups == ()
+
+
+@pytest.mark.parametrize("behaviour, change, expected", [
+    ("two masters", lambda d: d["cluster"]["shards"].pop(),
+     "cluster.shards: 2 master(s); Redis Cluster needs at least 3"),
+    ("a replica on its master's host", lambda d: d["cluster"]["shards"][0]["replicas"].append("n1"),
+     "cluster.shards.0.replicas.1: 'n1' is this shard's master"),
+    ("a host in two shards", lambda d: d["cluster"]["shards"][1]["replicas"].__setitem__(0, "n4"),
+     "cluster.shards.1.replicas.0: 'n4' already serves shard-1; a host carries one cluster node"),
+    ("an unknown host", lambda d: d["cluster"]["shards"][2].__setitem__("master", "n33"),
+     "cluster.shards.2.master: unknown host 'n33'; did you mean 'n3'?"),
+    ("shards and hosts both", lambda d: d["cluster"].__setitem__("hosts", ["n1"]),
+     "cluster: give exactly one of shards"),
+    ("hosts that do not split", lambda d: d.__setitem__("cluster", {"hosts": ["n1", "n2", "n3", "n4", "n5"]}),
+     "cluster.hosts: 5 hosts do not split into shards of a master and 1 replica(s)"),
+    ("a Sentinel key in a shard", lambda d: d["cluster"]["shards"][0].__setitem__("quorum", 2),
+     "cluster.shards.0.quorum: unknown key; allowed here: master, replicas"),
+    ("several databases", lambda d: d["redis"].__setitem__("settings", {"databases": 16}),
+     "redis.settings.databases: Redis Cluster has database 0 only"),
+    ("the bus port on the port", lambda d: d["cluster"].__setitem__("bus_port", 6379),
+     "cluster.bus_port: must differ from the cluster's port (6379)"),
+    ("a lag not under node_timeout", lambda d: d["cluster"].update(node_timeout=2000, min_replicas_max_lag=2),
+     "cluster.min_replicas_max_lag: 2s is not shorter than node_timeout (2000ms)"),
+    ("more replicas to write than a shard has", lambda d: d["cluster"].__setitem__("min_replicas_to_write", 2),
+     "cluster.min_replicas_to_write: 2 is more than the replicas of the smallest shard"),
+    ("a port clash with a Sentinel group on the same host",
+     lambda d: d.update(groups={"g": {"master": "n1", "replicas": ["n2"], "quorum": 2}}, sentinels=["n1", "n2", "n3"]),
+     "cluster.port: 6379 is group 'g''s port on"),
+    ("a bus port on the Sentinel port", lambda d: d["cluster"].__setitem__("bus_port", 26379) or
+     d.update(groups={"g": {"master": "n1", "replicas": ["n2"], "quorum": 2, "port": 6400}},
+              sentinels=["n1", "n2", "n3"]),
+     "cluster.bus_port: 26379 is the Sentinel port, and a Sentinel runs on a cluster node's host"),
+    ("sentinels with no groups", lambda d: d.__setitem__("sentinels", ["n1", "n2", "n3"]),
+     "sentinels: sentinels watch the groups, and there are none"),
+    ("neither groups nor a cluster", lambda d: d.pop("cluster"),
+     "groups: give groups (Sentinel replication groups), a cluster, or both"),
+])
+def test_a_bad_cluster_section_is_refused_at_its_key_path(tmp_path, behaviour, change, expected):
+    document = cluster_document()
+    change(document)
+    assert expected in problems_of(tmp_path, document)
+
+
+def test_slots_split_evenly_over_the_masters_each_slot_once():
+    from provision.core.plan import slot_ranges
+    for masters in (3, 4, 7, 10):
+        ranges = slot_ranges(masters)
+        sizes = [last - first + 1 for first, last in ranges]
+        assert sum(sizes) == 16384 and max(sizes) - min(sizes) <= 1
+        assert ranges[0][0] == 0 and ranges[-1][1] == 16383
+        assert all(ranges[i][1] + 1 == ranges[i + 1][0] for i in range(masters - 1))
+
+
+def test_plan_shows_each_host_its_shard_and_slots_and_host_tasks_refuse_a_cluster(tmp_path):
+    from tests.test_cli import offline
+    from pathlib import Path
+    path = str(Path(__file__).resolve().parent.parent / "inventory" / "cluster.yml")
+    shown = offline("plan", "-i", path)
+    assert shown.returncode == 0, shown.stderr
+    assert "cluster master of shard-1 (slots 0-5461) :6379 bus :16379" in shown.stdout
+    assert "cluster replica in shard-3 :6379" in shown.stdout
+    for task in ("deploy", "verify", "status"):
+        refused = offline(task, "-i", path)
+        assert refused.returncode == 2 and "do not handle Redis Cluster yet" in refused.stderr, refused.stderr
