@@ -47,7 +47,7 @@ def refuse_cluster(loaded: inventory.Inventory) -> None:
     """A cluster section validates and plans offline; deploying and checking a cluster on hosts
     is not built yet, and a run that silently skipped it would look like success."""
     if loaded.cluster is not None:
-        raise UsageError(f"{loaded.path}: cluster: validate and plan take a cluster section; deploy, verify, "
+        raise UsageError(f"{loaded.path}: cluster: validate, plan and render take a cluster section; deploy, verify, "
                          "status, failover and drill do not handle Redis Cluster yet (the Sentinel groups "
                          "would be deployed without it), so nothing was done")
 
@@ -351,7 +351,7 @@ def render_files(inventory_path: str, host: str, file: str | None = None, system
                  say=output.say) -> dict[str, str]:
     """What deploy would write on `host` as a new host, secrets masked."""
     from provision.core import preview
-    plan = load_plan(inventory_path)
+    plan = load_plan(inventory_path, offline=True)
     host_plan = next((item for item in plan.hosts if item.host.name == host), None)
     if host_plan is None:
         names = [item.host.name for item in plan.hosts]

@@ -123,3 +123,44 @@ def test_plan_shows_each_host_its_shard_and_slots_and_host_tasks_refuse_a_cluste
     for task in ("deploy", "verify", "status"):
         refused = offline(task, "-i", path)
         assert refused.returncode == 2 and "do not handle Redis Cluster yet" in refused.stderr, refused.stderr
+
+
+def test_a_cluster_node_gets_the_cluster_directives_and_no_replicaof(tmp_path):
+    from provision.base import directives
+    from provision.core import confparse, plan as planner, render
+    document = cluster_document()
+    document["cluster"].update(node_timeout=4000, bus_port=17000, allow_reads_when_down=True)
+    document["hosts"]["n4"]["redis"] = {"maxmemory": "1gb", "settings": {"hz": 20}}
+    plan = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    text = render.cluster_redis_conf(plan, plan.host_plan("n4").cluster_node, systemd=True)
+    lines = {directive.key[0]: " ".join(directive.values) for _, directive in confparse.parse(text)}
+    assert lines["cluster-enabled"] == "yes" and lines["cluster-config-file"] == "nodes-6379.conf"
+    assert (lines["cluster-port"], lines["cluster-node-timeout"]) == ("17000", "4000")
+    assert lines["cluster-announce-ip"] == "10.0.0.4" and lines["bind"] == "10.0.0.4 127.0.0.1"
+    assert (lines["cluster-require-full-coverage"], lines["cluster-allow-reads-when-down"]) == ("yes", "yes")
+    assert (lines["maxmemory"], lines["hz"], lines["repl-diskless-sync-max-replicas"]) == ("1gb", "20", "1")
+    assert "replicaof" not in lines
+    assert all(directives.redis_info((name,)).reserved for name in lines if name.startswith("cluster-"))
+
+
+def test_cluster_settings_are_the_tools_and_refused_in_redis_settings(tmp_path):
+    document = cluster_document()
+    document["redis"]["settings"] = {"cluster-node-timeout": 100}
+    assert "redis.settings.cluster-node-timeout: cluster-node-timeout is managed by the tool" in problems_of(tmp_path, document)
+
+
+def test_a_cluster_needs_redis_7(tmp_path):
+    document = cluster_document()
+    document["redis"]["version"] = "6.2.14"
+    document["redis"]["source"]["url"] = "https://example.invalid/redis-6.2.14.tar.gz"
+    assert "redis.version: 6.2.14: the cluster needs Redis 7.0 or later" in problems_of(tmp_path, document)
+
+
+def test_render_shows_a_cluster_hosts_files_offline():
+    from pathlib import Path
+    from tests.test_cli import offline
+    path = str(Path(__file__).resolve().parent.parent / "inventory" / "cluster.yml")
+    shown = offline("render", "redis-5", "--file", "redis-6379.conf", "-i", path)
+    assert shown.returncode == 0, shown.stderr
+    assert "cluster-enabled yes" in shown.stdout and "cluster-announce-ip 10.20.0.25" in shown.stdout
+    assert "replica-password-1" not in shown.stdout and "replication-password-1" not in shown.stdout

@@ -54,6 +54,12 @@ REDIS = (
     *(DirectiveInfo(name, "user", "restart", reserved=True) for name in (
         "min-slaves-to-write", "min-slaves-max-lag", "slave-announce-ip", "slave-announce-port",
         "replica-announce-port", "loadmodule", "masterauth-user")),
+    # Redis Cluster (the cluster section): enabling it, its file and its bus port need a restart.
+    _tool("cluster-enabled", "restart"), _tool("cluster-config-file", "restart"), _tool("cluster-port", "restart"),
+    _tool("cluster-node-timeout"), _tool("cluster-announce-ip"), _tool("cluster-require-full-coverage"),
+    _tool("cluster-allow-reads-when-down"),
+    *(DirectiveInfo(name, "user", "restart", reserved=True) for name in (
+        "cluster-announce-port", "cluster-announce-bus-port", "cluster-announce-tls-port")),
     DirectiveInfo("databases", "user", "restart"), DirectiveInfo("io-threads", "user", "restart"),
     DirectiveInfo("unixsocket", "user", "restart"),
 )

@@ -10,7 +10,7 @@ import fnmatch
 import posixpath
 from dataclasses import dataclass, replace
 
-from provision.inventory import Group, Host, Inventory, RedisSettings
+from provision.inventory import Cluster, Group, Host, Inventory, RedisSettings, Shard
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,11 @@ class Layout:
     def node_data_dir(self, port: int) -> str:
         return posixpath.join(self.data_dir, str(port))
 
+    def cluster_file(self, port: int) -> str:
+        """Redis's own cluster state file (cluster-config-file), in the node's data directory:
+        a relative name is taken from `dir`."""
+        return f"nodes-{port}.conf"
+
 
 @dataclass(frozen=True)
 class NodePlan:
@@ -131,10 +136,31 @@ class NodePlan:
 
 
 @dataclass(frozen=True)
+class ClusterNodePlan:
+    """One redis-server instance in the Redis Cluster: a host's place in its shard."""
+    host: Host
+    shard: Shard
+    cluster: Cluster
+
+    @property
+    def port(self) -> int:
+        return self.cluster.port
+
+    @property
+    def starts_as_master(self) -> bool:
+        return self.host.name == self.shard.master
+
+    @property
+    def label(self) -> str:
+        return f"{self.host.name}:{self.port}"
+
+
+@dataclass(frozen=True)
 class HostPlan:
     host: Host
     nodes: tuple[NodePlan, ...]
     runs_sentinel: bool
+    cluster_node: ClusterNodePlan | None = None
 
     @property
     def retiring(self) -> bool:
@@ -186,6 +212,19 @@ def setting_places(inventory: Inventory, node: "NodePlan", name: str) -> tuple[s
               (node.group.redis.settings, f"groups.{node.group.name}.redis.settings"),
               (node.host.redis.settings, f"hosts.{node.host.name}.redis.settings"))
     return tuple(f"{prefix}.{name}" for settings, prefix in places if name in dict(settings))
+
+
+def cluster_node_of(inventory: Inventory, host: Host) -> ClusterNodePlan | None:
+    cluster = inventory.cluster
+    shard = next((shard for shard in cluster.shards if host.name in shard.members), None) if cluster else None
+    return ClusterNodePlan(host, shard, cluster) if shard is not None else None
+
+
+def cluster_redis(inventory: Inventory, node: ClusterNodePlan) -> RedisSettings:
+    """The redis settings a cluster node runs with: the global section, then its host's."""
+    maxmemory = node.host.redis.maxmemory or inventory.redis.maxmemory
+    settings = {**dict(inventory.redis.extra_settings), **dict(node.host.redis.settings)}
+    return replace(inventory.redis, maxmemory=maxmemory, extra_settings=tuple(sorted(settings.items())))
 
 
 def cluster_roles(inventory: Inventory) -> dict[str, list[str]]:
@@ -256,7 +295,8 @@ def build(inventory: Inventory, limit: tuple[str, ...] = ()) -> Plan:
             NodePlan(host=host, group=group, initial_master=inventory.host(group.master))
             for group in inventory.groups if host.name in group.members)
         runs_sentinel = host.name in inventory.sentinels
-        if nodes or runs_sentinel or host.absent:
-            host_plans.append(HostPlan(host=host, nodes=nodes, runs_sentinel=runs_sentinel))
+        cluster_node = cluster_node_of(inventory, host)
+        if nodes or runs_sentinel or host.absent or cluster_node:
+            host_plans.append(HostPlan(host=host, nodes=nodes, runs_sentinel=runs_sentinel, cluster_node=cluster_node))
     layout = Layout(install_dir=inventory.redis.install_dir, version=inventory.redis.version)
     return Plan(inventory=inventory, layout=layout, hosts=tuple(host_plans))

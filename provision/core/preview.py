@@ -18,7 +18,11 @@ def files_for_new_host(plan: Plan, host_plan: HostPlan, systemd: bool = False) -
             files[layout.unit_file(name)] = text
     if host_plan.nodes:
         files[layout.start_script] = render.start_script(plan, host_plan)
+    if host_plan.nodes or host_plan.cluster_node:
         files[layout.acl_file] = render.acl_file(plan)
+    if host_plan.cluster_node:
+        node = host_plan.cluster_node
+        files[layout.redis_conf(node.port)] = render.cluster_redis_conf(plan, node, systemd)
     for node in host_plan.nodes:
         replicaof = None if node.starts_as_master else node.initial_master
         files[layout.redis_conf(node.port)] = render.redis_conf(plan, node, replicaof, systemd)

@@ -12,7 +12,7 @@ from provision.core import confparse
 from provision.base import defaults, directives, quorum
 from provision.core.confparse import Directive
 from provision.inventory import Group, Host, password_hash
-from provision.core.plan import HostPlan, NodePlan, Plan, node_redis
+from provision.core.plan import ClusterNodePlan, HostPlan, NodePlan, Plan, cluster_redis, node_redis
 
 RC_LOCAL_BEGIN = "# BEGIN redis-provision"
 RC_LOCAL_END = "# END redis-provision"
@@ -70,9 +70,23 @@ def redis_conf(plan: Plan, node: NodePlan, replicaof: Host | None, systemd: bool
     as a unit (daemonize no, supervised systemd: in the file, since Redis writes command-line
     overrides back into it at its next CONFIG REWRITE)."""
     inventory = plan.inventory
-    return _render("redis.conf.j2", node=node, group=node.group, host=node.host, layout=plan.layout,
-                   acl=inventory.acl, redis=node_redis(inventory, node), tcp_backlog=tcp_backlog(plan),
-                   replicaof=replicaof, systemd=systemd)
+    group = node.group
+    return _render("redis.conf.j2", label=node.label, group_name=group.name, cluster=None, host=node.host,
+                   port=group.port, layout=plan.layout, acl=inventory.acl, redis=node_redis(inventory, node),
+                   tcp_backlog=tcp_backlog(plan), replicaof=replicaof, systemd=systemd,
+                   min_replicas_to_write=group.min_replicas_to_write, min_replicas_max_lag=group.min_replicas_max_lag,
+                   replica_count=len(group.replicas))
+
+
+def cluster_redis_conf(plan: Plan, node: ClusterNodePlan, systemd: bool = False) -> str:
+    """The whole redis.conf of a cluster node whose file does not exist yet: no replicaof (the
+    cluster attaches replicas itself, CLUSTER REPLICATE), and nodes-<port>.conf named, never written."""
+    inventory, cluster = plan.inventory, node.cluster
+    return _render("redis.conf.j2", label=node.label, shard_name=node.shard.name, cluster=cluster, host=node.host,
+                   port=cluster.port, cluster_file=plan.layout.cluster_file(cluster.port), layout=plan.layout,
+                   acl=inventory.acl, redis=cluster_redis(inventory, node), tcp_backlog=tcp_backlog(plan),
+                   replicaof=None, systemd=systemd, min_replicas_to_write=cluster.min_replicas_to_write,
+                   min_replicas_max_lag=cluster.min_replicas_max_lag, replica_count=len(node.shard.replicas))
 
 
 def redis_owned_directives(plan: Plan, node: NodePlan, systemd: bool = False) -> list[Directive]:

@@ -102,6 +102,9 @@ def check_cluster(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Gro
             elif member in placed:
                 problems.add(where, f"{member!r} already serves {placed[member]}; a host carries one cluster node")
             placed.setdefault(member, shard.name)
+    if redis is not None and tuple(int(part) for part in redis.version.split(".")[:2]) < (7, 0):
+        problems.add(("redis", "version"), f"{redis.version}: the cluster needs Redis 7.0 or later (cluster-port, "
+                                           "and the cluster's ACL and failover fixes)")
     ports = {cluster.port: "port", cluster.bus_port: "bus_port"}
     for group in groups:
         for member in set(group.members) & set(placed):
