@@ -53,12 +53,27 @@ def group_layout(names: list[str], groups: int, sentinels: int | None = None) ->
     return layout, names[:count]
 
 
+def cluster_layout(names: list[str], shards: int) -> dict:
+    """`lab.up --cluster N`: a cluster of N shards over every host, each master with
+    len/N - 1 replicas on other hosts (6 hosts, 3 shards: one replica each; 9 hosts: two)."""
+    if shards < 3:
+        raise ValueError(f"--cluster needs at least 3 shards (Redis Cluster's minimum of masters), not {shards}")
+    if len(names) % shards or len(names) < 2 * shards:
+        raise ValueError(f"--cluster {shards} needs a number of hosts that is a multiple of {shards}, at least "
+                         f"{2 * shards} (each shard a master and a replica), not {len(names)}")
+    return {"hosts": list(names), "replicas_per_shard": len(names) // shards - 1, "node_timeout": 2000,
+            "min_replicas_to_write": 1, "min_replicas_max_lag": 1}
+
+
 def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path, groups: int = 1,
-                  sentinels: int | None = None) -> dict:
+                  sentinels: int | None = None, cluster: int | None = None) -> dict:
     secret_files = ensure_secret_files(paths)
     names = [host.name for host in hosts]
-    group_specs, sentinel_names = group_layout(names, groups, sentinels)
-    return {
+    if cluster:
+        group_specs, sentinel_names = {}, []
+    else:
+        group_specs, sentinel_names = group_layout(names, groups, sentinels)
+    document = {
         # The lab's hosts share this machine's CPUs with the controller: past 10 in flight, more
         # only adds contention (benchmarks/run.py). A real fleet keeps the default.
         "controller": {"network_namespace": BRIDGE_NAMESPACE, "parallel": 10,
@@ -85,12 +100,16 @@ def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path, groups: 
                               "net.ipv4.tcp_max_syn_backlog": 1024},
                    "transparent_hugepage": "never"},
     }
+    if cluster:
+        del document["groups"], document["sentinels"]
+        document["cluster"] = cluster_layout(names, cluster)
+    return document
 
 
 def write_lab_inventory(paths: LabPaths, hosts: list[LabHost], target: Path, groups: int = 1,
-                        sentinels: int | None = None) -> Path:
+                        sentinels: int | None = None, cluster: int | None = None) -> Path:
     tarball = golden.fetch_redis_source(paths)
-    document = lab_inventory(paths, hosts, tarball, groups, sentinels)
+    document = lab_inventory(paths, hosts, tarball, groups, sentinels, cluster)
     header = ("# Written by `invoke lab.up` for the lab hosts it made. Regenerated on every lab.up.\n"
               "# The controller joins network namespace rplab, where the lab's bridge lives.\n")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -26,15 +26,22 @@ def build(c):
 @task(help={"hosts": "how many hosts (lab1..labN), default 3",
             "groups": "replication groups spread over the hosts (default 1)",
             "sentinels": "how many hosts run a sentinel (default: all for one group, 3 for several)",
+            "cluster": "instead of groups: a Redis Cluster of N shards over the hosts (--hosts 6 --cluster 3)",
             "inventory": "where to write the lab inventory (default inventory/lab.yml)"})
-def up(c, hosts=3, groups=1, sentinels=None, inventory=str(LAB_INVENTORY)):
-    """Bring up N lab hosts (building the golden tree first if needed) and write their inventory."""
+def up(c, hosts=3, groups=1, sentinels=None, cluster=None, inventory=str(LAB_INVENTORY)):
+    """Bring up N lab hosts (building the golden tree first if needed) and write their inventory
+    (with --cluster N: a Redis Cluster of N shards over them, no Sentinel groups)."""
     paths = default_paths()
     started = time.monotonic()
     try:
         count, group_count = int(hosts), int(groups)
         sentinel_count = int(sentinels) if sentinels is not None else None
-        inventory_file.group_layout([f"lab{i}" for i in range(1, count + 1)], group_count, sentinel_count)
+        shard_count = int(cluster) if cluster is not None else None
+        names = [f"lab{i}" for i in range(1, count + 1)]
+        if shard_count is not None:
+            inventory_file.cluster_layout(names, shard_count)
+        else:
+            inventory_file.group_layout(names, group_count, sentinel_count)
     except ValueError as error:
         raise Exit(f"error: {error}", 2)
     golden.build_golden_tree(paths)
@@ -42,7 +49,8 @@ def up(c, hosts=3, groups=1, sentinels=None, inventory=str(LAB_INVENTORY)):
         made = lab_hosts.up(paths, count)
     except lab_hosts.LabError as error:
         raise Exit(f"lab.up failed: {error}", 1)
-    written = inventory_file.write_lab_inventory(paths, made, Path(inventory), group_count, sentinel_count)
+    written = inventory_file.write_lab_inventory(paths, made, Path(inventory), group_count, sentinel_count,
+                                                 shard_count)
     print(f"{len(made)} lab hosts up in {time.monotonic() - started:.2f}s; inventory: {written}")
 
 

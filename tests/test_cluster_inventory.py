@@ -164,3 +164,24 @@ def test_render_shows_a_cluster_hosts_files_offline():
     assert shown.returncode == 0, shown.stderr
     assert "cluster-enabled yes" in shown.stdout and "cluster-announce-ip 10.20.0.25" in shown.stdout
     assert "replica-password-1" not in shown.stdout and "replication-password-1" not in shown.stdout
+
+
+@pytest.mark.parametrize("host_count, replicas", [(6, 1), (9, 2)])
+def test_the_lab_writes_a_cluster_inventory_that_validates(tmp_path, host_count, replicas):
+    """`lab.up --hosts 6 --cluster 3` and `--hosts 9 --cluster 3` (the inventory half; no hosts)."""
+    from types import SimpleNamespace
+    from lab import inventory_file
+    paths = SimpleNamespace(cache_dir=tmp_path, ssh_key=tmp_path / "key")
+    (tmp_path / "key").write_text("not a key, only a readable file\n")
+    hosts = [SimpleNamespace(name=f"lab{i}", address=f"10.77.0.{10 + i}") for i in range(1, host_count + 1)]
+    tarball = tmp_path / "redis-7.0.15.tar.gz"
+    tarball.write_bytes(b"")
+    document = inventory_file.lab_inventory(paths, hosts, tarball, cluster=3)
+    loaded = inventory.load(write(tmp_path, document), {})
+    assert loaded.groups == () and loaded.sentinels == ()
+    assert [len(shard.replicas) for shard in loaded.cluster.shards] == [replicas] * 3
+    assert [shard.master for shard in loaded.cluster.shards] == ["lab1", "lab2", "lab3"]
+    with pytest.raises(ValueError, match="multiple of 3"):
+        inventory_file.cluster_layout([f"lab{i}" for i in range(1, 8)], 3)
+    with pytest.raises(ValueError, match="at least 3 shards"):
+        inventory_file.cluster_layout([f"lab{i}" for i in range(1, 7)], 2)
