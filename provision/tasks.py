@@ -335,8 +335,10 @@ class _Program(Program):
         print("")
         print("Options:")
         print("")
+        # Only --help and --version: Invoke's -l/--list, -D/--list-depth and -F/--list-format
+        # would read as the tasks' -l (limit) and -D (diff); the tasks are listed below anyway.
         shown = [row for row in self.initial_context.help_tuples()
-                 if any(f"--{name}" in row[0].split(", ") or f"--{name}" in row[0] for name in ("help", "version", "list"))]
+                 if {"--help", "--version"} & {word.split("=")[0].split("[")[0] for word in row[0].split(", ")}]
         self.print_columns(shown)
         self.list_tasks()
         print(exit_codes_text())

@@ -128,6 +128,8 @@ def test_every_tasks_help_shows_its_options_and_the_exit_codes_without_running_i
         assert "error" not in result.stderr, (name, result.stderr)
     top = console("--help")
     assert top.returncode == 0 and "--dry" not in top.stdout and "--echo" not in top.stdout
+    # Invoke's -l/--list, -D/--list-depth, -F/--list-format would read as the tasks' -l and -D
+    assert not any(flag in top.stdout for flag in ("--list", "-D ", "-F ", "-l ")), top.stdout
     assert "Exit codes:" in top.stdout
 
 
