@@ -1,0 +1,142 @@
+"""Redis Cluster as one node sees it: parsers of CLUSTER NODES and CLUSTER INFO (their formats
+as cluster.c's clusterGenNodeDescription writes them, 7.0), and the judgements every cluster
+step and check makes from them: may a cluster be created here, is the slot map whole and agreed,
+is a slot left open. Pure: the commands go through facts/rediscli."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SLOTS = 16384
+
+_OPEN_SLOT = re.compile(r"\[(\d+)-([<>])-([0-9a-f]{40})\]")
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    node_id: str
+    address: str                  # ip:port (the client port)
+    bus_port: int
+    flags: frozenset[str]         # myself, master, slave, fail?, fail, handshake, noaddr, nofailover
+    master_id: str | None         # for a replica
+    config_epoch: int
+    connected: bool
+    slots: tuple[tuple[int, int], ...]           # inclusive ranges
+    migrating: tuple[tuple[int, str], ...] = ()  # (slot, to node id): only in the node's own line
+    importing: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def is_master(self) -> bool:
+        return "master" in self.flags
+
+    @property
+    def myself(self) -> bool:
+        return "myself" in self.flags
+
+    @property
+    def failing(self) -> bool:
+        return bool({"fail", "fail?"} & self.flags)
+
+    @property
+    def slot_count(self) -> int:
+        return sum(last - first + 1 for first, last in self.slots)
+
+
+def parse_nodes(text: str) -> tuple[ClusterNode, ...]:
+    """CLUSTER NODES: one line per known node."""
+    nodes = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 8:
+            continue
+        address, _, rest = words[1].partition("@")
+        bus = rest.split(",", 1)[0]
+        slots, migrating, importing = [], [], []
+        for word in words[8:]:
+            opened = _OPEN_SLOT.fullmatch(word)
+            if opened:
+                (migrating if opened.group(2) == ">" else importing).append((int(opened.group(1)), opened.group(3)))
+            elif "-" in word:
+                first, last = word.split("-", 1)
+                slots.append((int(first), int(last)))
+            else:
+                slots.append((int(word), int(word)))
+        nodes.append(ClusterNode(node_id=words[0], address=address, bus_port=int(bus) if bus.isdigit() else 0,
+                                 flags=frozenset(words[2].split(",")), master_id=None if words[3] == "-" else words[3],
+                                 config_epoch=int(words[6]), connected=words[7] == "connected",
+                                 slots=tuple(slots), migrating=tuple(migrating), importing=tuple(importing)))
+    return tuple(nodes)
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """CLUSTER INFO: `key:value` lines."""
+    return dict(line.strip().split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def myself(nodes: tuple[ClusterNode, ...]) -> ClusterNode | None:
+    return next((node for node in nodes if node.myself), None)
+
+
+def creation_refusal(address: str, nodes: tuple[ClusterNode, ...], key_count: int) -> str | None:
+    """Why a new cluster may not be formed with this node, or None: it must hold no key and know
+    only itself with no slot (`redis-cli --cluster create`'s own rule; anything else is a member of
+    some cluster already, and forming over it would lose what it holds)."""
+    if key_count:
+        return f"{address} holds {key_count} key(s); a new cluster forms only over empty nodes"
+    own = myself(nodes)
+    if own is None:
+        return f"{address} did not list itself in CLUSTER NODES (is cluster-enabled on?)"
+    if len(nodes) > 1:
+        return f"{address} already knows {len(nodes) - 1} other node(s): it belongs to a cluster"
+    if own.slots or own.migrating or own.importing:
+        return f"{address} already serves {own.slot_count} slot(s)"
+    return None
+
+
+def slot_owners(nodes: tuple[ClusterNode, ...]) -> dict[int, str]:
+    """slot → the node id serving it, as this node's view says."""
+    owners: dict[int, str] = {}
+    for node in nodes:
+        if node.is_master:
+            for first, last in node.slots:
+                for slot in range(first, last + 1):
+                    owners[slot] = node.node_id
+    return owners
+
+
+def slot_problems(nodes: tuple[ClusterNode, ...]) -> list[str]:
+    """What is wrong with one node's slot map: slots no master serves, slots two masters claim,
+    and slots this node has left migrating or importing."""
+    problems = []
+    claimed: dict[int, list[str]] = {}
+    for node in nodes:
+        if node.is_master:
+            for first, last in node.slots:
+                for slot in range(first, last + 1):
+                    claimed.setdefault(slot, []).append(node.address)
+    missing = SLOTS - len(claimed)
+    if missing:
+        problems.append(f"{missing} slot(s) served by no master (first: {first_missing(claimed)})")
+    twice = sorted(slot for slot, owners in claimed.items() if len(owners) > 1)
+    if twice:
+        problems.append(f"{len(twice)} slot(s) claimed by two masters (first: {twice[0]}: "
+                        f"{', '.join(claimed[twice[0]])})")
+    own = myself(nodes)
+    if own is not None and (own.migrating or own.importing):
+        opened = [slot for slot, _ in own.migrating + own.importing]
+        problems.append(f"{own.address} has {len(opened)} slot(s) open (migrating or importing; first: "
+                        f"{min(opened)})")
+    return problems
+
+
+def first_missing(claimed: dict[int, list[str]]) -> int:
+    return next(slot for slot in range(SLOTS) if slot not in claimed)
+
+
+def views_disagree(views: dict[str, tuple[ClusterNode, ...]]) -> list[str]:
+    """Nodes whose slot map differs from the first node's (each view: one node's CLUSTER NODES)."""
+    if not views:
+        return []
+    names = sorted(views)
+    reference = slot_owners(views[names[0]])
+    return [name for name in names[1:] if slot_owners(views[name]) != reference]

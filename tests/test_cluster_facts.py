@@ -1,0 +1,67 @@
+"""The parsers of CLUSTER NODES and CLUSTER INFO and the judgements made from them, on output in
+the format cluster.c writes (7.0: `id ip:port@cport[,hostname] flags master ping pong epoch link
+slots...`, open slots only in the node's own line)."""
+from __future__ import annotations
+
+from provision.facts import cluster
+
+A, B, C, D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
+
+FORMED = f"""\
+{A} 10.77.0.11:6379@16379 myself,master - 0 0 1 connected 0-5461
+{B} 10.77.0.12:6379@16379 master - 0 1700000000000 2 connected 5462-10922
+{C} 10.77.0.13:6379@16379 master - 0 1700000000000 3 connected 10923-16383
+{D} 10.77.0.14:6379@16379,lab4 slave {A} 0 1700000000000 1 connected
+"""
+
+FRESH = f"{A} :6379@16379 myself,master - 0 0 0 connected\n"
+
+
+def test_cluster_nodes_is_read_with_roles_slots_and_the_bus_port():
+    nodes = cluster.parse_nodes(FORMED)
+    assert [node.address for node in nodes] == ["10.77.0.11:6379", "10.77.0.12:6379", "10.77.0.13:6379", "10.77.0.14:6379"]
+    first, replica = nodes[0], nodes[3]
+    assert first.myself and first.is_master and first.slots == ((0, 5461),) and first.slot_count == 5462
+    assert replica.master_id == A and not replica.is_master and replica.bus_port == 16379 and replica.connected
+    assert cluster.myself(nodes) is first
+    assert cluster.slot_problems(nodes) == []
+
+
+def test_open_single_and_failing_slots_are_read():
+    text = (f"{A} 10.77.0.11:6379@16379 myself,master - 0 0 1 connected 0-5460 5462 [5461->-{B}] [100-<-{C}]\n"
+            f"{B} 10.77.0.12:6379@16379 master,fail - 0 0 2 disconnected 5463-16383\n")
+    own, other = cluster.parse_nodes(text)
+    assert own.slots == ((0, 5460), (5462, 5462)) and own.migrating == ((5461, B),) and own.importing == ((100, C),)
+    assert other.failing and not other.connected
+    problems = cluster.slot_problems((own, other))
+    assert problems == ["1 slot(s) served by no master (first: 5461)",
+                        "10.77.0.11:6379 has 2 slot(s) open (migrating or importing; first: 100)"]
+
+
+def test_a_slot_two_masters_claim_is_named():
+    text = (f"{A} 10.77.0.11:6379@16379 myself,master - 0 0 1 connected 0-8191\n"
+            f"{B} 10.77.0.12:6379@16379 master - 0 0 2 connected 8000-16383\n")
+    assert cluster.slot_problems(cluster.parse_nodes(text)) == [
+        "192 slot(s) claimed by two masters (first: 8000: 10.77.0.11:6379, 10.77.0.12:6379)"]
+
+
+def test_a_cluster_is_created_only_over_empty_nodes_that_know_only_themselves():
+    assert cluster.creation_refusal("lab1", cluster.parse_nodes(FRESH), 0) is None
+    assert "holds 3 key(s)" in cluster.creation_refusal("lab1", cluster.parse_nodes(FRESH), 3)
+    assert "already knows 3 other node(s): it belongs to a cluster" in \
+        cluster.creation_refusal("lab1", cluster.parse_nodes(FORMED), 0)
+    lone_with_slots = f"{A} :6379@16379 myself,master - 0 0 0 connected 0-10\n"
+    assert "already serves 11 slot(s)" in cluster.creation_refusal("lab1", cluster.parse_nodes(lone_with_slots), 0)
+    assert "did not list itself" in cluster.creation_refusal("lab1", (), 0)
+
+
+def test_views_that_disagree_on_the_slot_map_are_named():
+    nodes = cluster.parse_nodes(FORMED)
+    moved = cluster.parse_nodes(FORMED.replace("0-5461", "0-5460").replace("5462-10922", "5461-10922"))
+    assert cluster.views_disagree({"lab1": nodes, "lab2": nodes}) == []
+    assert cluster.views_disagree({"lab1": nodes, "lab2": nodes, "lab3": moved}) == ["lab3"]
+
+
+def test_cluster_info_is_read_as_fields():
+    info = cluster.parse_info("cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_known_nodes:6\r\n")
+    assert info == {"cluster_state": "ok", "cluster_slots_assigned": "16384", "cluster_known_nodes": "6"}
