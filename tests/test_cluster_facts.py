@@ -65,3 +65,25 @@ def test_views_that_disagree_on_the_slot_map_are_named():
 def test_cluster_info_is_read_as_fields():
     info = cluster.parse_info("cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_known_nodes:6\r\n")
     assert info == {"cluster_state": "ok", "cluster_slots_assigned": "16384", "cluster_known_nodes": "6"}
+
+
+def test_forming_a_cluster_gives_each_master_its_slots_and_epoch_meets_all_then_attaches_replicas(tmp_path):
+    from provision import inventory
+    from provision.core import cluster as forming, plan as planner
+    from tests.test_cluster_inventory import ENVIRONMENT, cluster_document
+    from tests.test_inventory import write
+    plan = planner.build(inventory.load(write(tmp_path, cluster_document()), ENVIRONMENT))
+    nodes = {item.host.name: item.cluster_node for item in plan.hosts}
+    ids = {name: name[-1] * 40 for name in nodes}
+    commands = forming.creation_commands(plan.inventory.cluster, nodes, ids)
+    sent = [(command.host, " ".join(command.words)) for command in commands]
+    assert sent[:6] == [("n1", "CLUSTER ADDSLOTSRANGE 0 5461"), ("n1", "CLUSTER SET-CONFIG-EPOCH 1"),
+                        ("n2", "CLUSTER ADDSLOTSRANGE 5462 10922"), ("n2", "CLUSTER SET-CONFIG-EPOCH 2"),
+                        ("n3", "CLUSTER ADDSLOTSRANGE 10923 16383"), ("n3", "CLUSTER SET-CONFIG-EPOCH 3")]
+    meets = [words for host, words in sent if "MEET" in words]
+    assert all(host == "n1" for host, words in sent if "MEET" in words)
+    assert sorted(meets) == sorted(f"CLUSTER MEET 10.0.0.{i} 6379 16379" for i in range(2, 7))
+    assert sent[-3:] == [("n4", f"CLUSTER REPLICATE {'1' * 40}"), ("n5", f"CLUSTER REPLICATE {'2' * 40}"),
+                         ("n6", f"CLUSTER REPLICATE {'3' * 40}")]
+    assert max(i for i, (_, words) in enumerate(sent) if "MEET" in words) < min(
+        i for i, (_, words) in enumerate(sent) if "REPLICATE" in words)
