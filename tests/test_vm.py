@@ -1,5 +1,5 @@
 """The VM tier: what only real machines show, on 3 VMs under qemu's software emulation (real
-kernel, systemd as PID 1). Opt-in: REDIS_PROVISION_VM=1 (.ci/run sets it; or `invoke vm.test`). Prints its timings (pytest -s)."""
+kernel, systemd as PID 1). Opt-in: REDIS_PROVISION_VM=1 (`.ci/run vm`, or `invoke vm.test`). Prints its timings (pytest -s)."""
 from __future__ import annotations
 
 import os
