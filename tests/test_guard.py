@@ -6,8 +6,10 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import re
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -57,6 +59,7 @@ def guard(nobody_root):  # noqa: F811
     os.chown(install / "conf", pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
     document = base()
     document["redis"]["install_dir"] = str(install)
+    document["groups"]["mymaster"]["down_after_milliseconds"] = 1500
     plan = planner.build(inventory.load(write(nobody_root, document), ENVIRONMENT))
     script = install / "boot" / "start-redis"
     script.write_text(render.start_script(plan, plan.host_plan("b"), redis_user="nobody"))
@@ -69,6 +72,7 @@ def guard(nobody_root):  # noqa: F811
         "sentinel known-sentinel mymaster 198.51.100.1 26379 aaaa\n"
         "sentinel known-sentinel mymaster 198.51.100.2 26379 bbbb\n")
     asked = nobody_root / "asked.log"
+    # (only the keeper reads down-after; 1.5 s, the shortest allowed, keeps the stall tests short)
 
     def run(answers: dict[str, str], *arguments: str) -> subprocess.CompletedProcess:
         cli = install / "bin" / "redis-cli"
@@ -122,3 +126,78 @@ def test_a_deploy_mark_dated_in_the_future_is_not_trusted(guard):
     result = run({"10.0.0.1": "10.0.0.3", "10.0.0.2": "10.0.0.3", "10.0.0.3": "10.0.0.3"}, "--prepare")
     assert "prepared by deploy" not in result.stdout
     assert "RESULT replica 10.0.0.3" in result.stdout
+
+
+def stand_in_node(frozen_marker, role: str) -> str:
+    """A redis-cli playing this host's node (INFO says `role`; PING and INFO hang once
+    frozen_marker exists, as a SIGSTOPped server's would) and sentinels that name 10.0.0.3."""
+    return textwrap.dedent(f"""\
+        #!/bin/sh
+        while [ $# -gt 0 ]; do
+          case $1 in -h|-p|--user) shift 2 ;; *) break ;; esac
+        done
+        case "$*" in
+          PING|"INFO replication") [ -e {frozen_marker} ] && sleep 30 ;;
+        esac
+        case "$*" in
+          PING) echo PONG ;;
+          "INFO replication") printf 'role:{role}\\r\\nmaster_link_status:up\\r\\nslave_priority:{0 if role == "master" else 100}\\r\\n' ;;
+          "SENTINEL GET-MASTER-ADDR-BY-NAME"*) printf '10.0.0.3\\n6379\\n' ;;
+          *) echo OK ;;
+        esac
+        """)
+
+
+@pytest.fixture
+def keeper(guard):
+    """(start, frozen marker, node process): runs the guard's keeper against a stand-in node, a
+    `sleep` whose pid is in the node's pidfile."""
+    _, asked, _ = guard
+    app = asked.parent / "app"
+    frozen = asked.parent / "frozen"
+    node = subprocess.Popen(["sleep", "60"])
+    (app / "run" / "redis-6379.pid").write_text(f"{node.pid}\n")
+    started = []
+
+    def start(role: str) -> subprocess.Popen:
+        cli = app / "bin" / "redis-cli"
+        cli.write_text(stand_in_node(frozen, role))
+        cli.chmod(0o755)
+        started.append(subprocess.Popen(["sh", str(app / "boot" / "start-redis"), "6379", "--keeper"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True))
+        return started[-1]
+    yield start, frozen, node
+    node.kill()
+    for process in started:
+        try:
+            os.killpg(process.pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def test_the_keeper_kills_a_master_that_stops_answering_before_down_after(keeper):
+    """The seed-318595 loss: a master frozen past down-after resumed and took writes a replica
+    acknowledged after the Sentinels had promoted another. The keeper kills it first: it has not
+    answered for down-after less 500 ms, before any Sentinel can call it down."""
+    start, frozen, node = keeper
+    process = start("master")
+    time.sleep(1.5)
+    assert node.poll() is None, "killed while it answered"
+    frozen.write_text("")
+    node.wait(timeout=5)
+    output = process.communicate(timeout=10)[0]
+    assert node.returncode == -9, output
+    silence = int(re.search(r"did not answer for (\d+)ms", output).group(1))
+    assert 1000 <= silence < 1500, output
+
+
+def test_the_keeper_leaves_a_replica_that_stops_answering_to_the_sentinels(keeper):
+    """A frozen replica loses no write (WAIT counts the replicas that answer); killing it would
+    only make it resync."""
+    start, frozen, node = keeper
+    start("slave")
+    time.sleep(0.5)
+    frozen.write_text("")
+    time.sleep(2.5)
+    assert node.poll() is None

@@ -115,6 +115,8 @@ BAD = [
     ("max lag not under down-after", lambda d: (d["groups"]["mymaster"].update(down_after_milliseconds=5000,
                                                                              min_replicas_max_lag=5), d)[1],
      "groups.mymaster.min_replicas_max_lag: 5s is not shorter than down_after_milliseconds (5000ms)"),
+    ("down-after shorter than a keeper needs", mutate(("groups", "mymaster", "down_after_milliseconds"), 1000),
+     "groups.mymaster.down_after_milliseconds: expected an integer of at least 1500, got 1000"),
     ("no persistence at all", lambda d: (d["redis"].update(appendonly=False, save=""), d)[1],
      'redis.appendonly: appendonly: false with save: "" leaves no persistence'),
     ("missing secret env", mutate(("acl", "admin", "password_env"), "NOT_SET_ANYWHERE"), "acl.admin.password_env: environment variable NOT_SET_ANYWHERE is not set"),
@@ -489,3 +491,12 @@ def test_a_mistyped_limit_gets_a_did_you_mean(lab_like_plan):
         planner.limit_hosts(lab_like_plan.inventory, ("lab4x",))
     with pytest.raises(KeyError, match="did you mean mymaster"):
         planner.limit_hosts(lab_like_plan.inventory, ("mymastr",))
+
+
+def test_a_refused_group_brings_no_follow_on_complaint_about_sentinels(tmp_path):
+    """The group's own mistake is the one to fix; 'sentinels watch the groups, and there are
+    none' after it sent the reader after a second, imaginary one."""
+    document = base()
+    document["groups"]["mymaster"]["down_after_milliseconds"] = 1000
+    problems = problems_of(tmp_path, document)
+    assert len(problems) == 1 and "down_after_milliseconds" in problems[0], problems

@@ -36,6 +36,18 @@ def min_replicas_max_lag(down_after_milliseconds: int) -> int:
     return max(1, down_after_milliseconds // 2000)
 
 
+#: The shortest down-after a group may have: a master's keeper needs about half a second (PINGs
+#: 0.05 s apart, each given 0.1 s, measured 1.5-1.8 s for a 2 s down-after) to kill a frozen master before the Sentinels can promote, and
+#: min-replicas-max-lag (whole seconds, at least 1) must be shorter than down-after.
+MIN_DOWN_AFTER_MILLISECONDS = 1500
+
+
+def stall_kill_after(down_after_milliseconds: int) -> int:
+    """How long a master may not answer its keeper before the keeper kills it: short of down-after
+    by the keeper's own reaction time, so no promotion can happen while it still lives."""
+    return down_after_milliseconds - 500
+
+
 # acl
 ADMIN_USER = "admin"
 REPLICATION_USER = "replicator"

@@ -153,6 +153,8 @@ def start_script(plan: Plan, host_plan: HostPlan, redis_user: str = defaults.RED
                           if name != host_plan.host.name] for node in host_plan.nodes}
     return _render("start-redis.sh.j2", host=host_plan.host, nodes=host_plan.nodes, layout=plan.layout,
                    sentinel_port=inventory.redis.sentinel_port, boot_dir=plan.layout.boot_dir, others=others,
+                   stall_kill_after={node.port: defaults.stall_kill_after(node.group.down_after_milliseconds)
+                                     for node in host_plan.nodes},
                    promotable_priority=PROMOTABLE_PRIORITY, redis_user=redis_user,
                    sentinel_info_period=defaults.SENTINEL_INFO_PERIOD_MS,
                    sentinel_addresses=[inventory.host(name).data_address for name in inventory.sentinels],

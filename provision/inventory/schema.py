@@ -172,8 +172,8 @@ KEYS: tuple[Key, ...] = (
     Key("groups.<group>.quorum", "integer", "sentinels that must agree the master is down", REQUIRED, minimum=1),
     Key("groups.<group>.port", "integer", "the group's Redis port", None, "redis.port", minimum=1, maximum=65535),
     Key("groups.<group>.down_after_milliseconds", "integer", "how long a master may not answer before it is "
-                                                             "thought down", defaults.DOWN_AFTER_MILLISECONDS,
-        minimum=100),
+                                                             "thought down; at least 1500: a master's keeper kills it when it has not answered for 500 ms less",
+        defaults.DOWN_AFTER_MILLISECONDS, minimum=defaults.MIN_DOWN_AFTER_MILLISECONDS),
     Key("groups.<group>.failover_timeout", "integer", "Sentinel's failover-timeout, in milliseconds",
         defaults.FAILOVER_TIMEOUT, minimum=1000),
     Key("groups.<group>.parallel_syncs", "integer", "replicas re-pointed at a new master at once",

@@ -61,7 +61,8 @@ def check_topology(problems: Problems, hosts: tuple[Host, ...], groups: tuple[Gr
             sentinel_names.append(name)
     count = len(sentinel_names)
     if not groups:
-        if sentinel_names:
+        # groups written but none read: each was refused already, and saying "there are none" would mislead
+        if sentinel_names and ("groups",) not in problems.lines:
             problems.add(("sentinels",), "sentinels watch the groups, and there are none (a cluster fails over "
                                          "by itself); take sentinels out or add groups")
         return tuple(sentinel_names)
