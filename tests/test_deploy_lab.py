@@ -78,6 +78,39 @@ def test_second_deploy_changes_nothing_and_restarts_nothing(lab, lab_inventory, 
     assert start_times(lab_inventory) == before
 
 
+def keeper_state(lab_inventory, host: str) -> tuple[str, str, str]:
+    """(keeper pid, the digest it says it runs, the digest of start-redis now) on a host."""
+    found = run_on(lab_inventory, host,
+                   "for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline 2>/dev/null | "
+                   "grep -qx -- '.* /app/redis/boot/start-redis 6379 --keeper ' && echo ${d#/proc/}; done; "
+                   "cat /app/redis/boot/keep-redis-6379.sha256; sha256sum < /app/redis/boot/start-redis")
+    pid, said, now = (line.split()[0] for line in found.split("\n") if line.strip())
+    return pid, said, now
+
+
+def test_deploy_replaces_a_keeper_that_runs_an_older_start_redis_without_restarting_redis(
+        lab, lab_inventory, artifact_dir):
+    """A running shell keeps the code it started with: a keeper started from an earlier
+    start-redis would miss what deploy brings it (the stall watch, mending a split sentinel)."""
+    host = "lab2"
+    run_on(lab_inventory, host,
+           "echo '# an earlier start-redis' >> /app/redis/boot/start-redis; "
+           "for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline 2>/dev/null | "
+           "grep -qx -- '.* /app/redis/boot/start-redis 6379 --keeper ' && kill ${d#/proc/}; done; "
+           "sleep 1.5; /app/redis/boot/start-redis 6379 --keep; sleep 1")
+    old_pid, said, now = keeper_state(lab_inventory, host)
+    assert said == now
+    before = start_times(lab_inventory)
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok, output
+    assert "replace the keeper of redis-server :6379: it runs an older start-redis" in output
+    pid, said, now = keeper_state(lab_inventory, host)
+    assert pid != old_pid and said == now
+    assert start_times(lab_inventory) == before
+    report, output = deploy(lab, artifact_dir)
+    assert report.ok and report.changed == 0, output
+
+
 def test_deploy_as_a_sudo_user_converges_and_changes_live(lab, lab_inventory, artifact_dir, tmp_path):
     """The same deployment driven by the unprivileged `ops` user through `sudo -n`."""
     def as_ops(document, maxmemory="128mb"):

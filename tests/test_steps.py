@@ -3,6 +3,7 @@
 probes a row needs and records everything. The lab tier proves the same steps on real hosts."""
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 
@@ -30,7 +31,15 @@ THP_SET = (r"^echo never > /sys/kernel/mm/transparent_hugepage/(enabled|defrag)$
 ANCESTORS_SAFE = (r"^stat -L -c '%n %U %a' /app /$", "/app root 755\n/ root 755\n", 0)
 NO_DIRS_YET = (r"^for d in /app/redis .*stat -c '%n %a %U %G'", "", 0)
 FRESH_LAYOUT = (ANCESTORS_SAFE, NO_DIRS_YET, (r"^useradd --system ", "", 0), (r"^mkdir -p /app/redis ", "", 0))
-KEEPER_RUNNING = (r"^\[ -e /app/redis/boot/keep-redis-6379.lock \] && ! flock -n ", "", 0)
+KEEPER_PROBE = r"^\[ -e /app/redis/boot/keep-redis-6379.lock \] && ! flock -n "
+KEEPER_OF_AN_EARLIER_RELEASE = (KEEPER_PROBE, "", 0)         # it wrote no digest of its script
+KEEPER_OF_ANOTHER_SCRIPT = (KEEPER_PROBE, "0" * 64 + "\n", 0)
+
+
+def keeper_running(plan) -> tuple:
+    """The probe's answer for a keeper that runs the start-redis deploy writes for lab2."""
+    script = render.start_script(plan, plan.host_plan("lab2"))
+    return (KEEPER_PROBE, hashlib.sha256(script.encode()).hexdigest() + "\n", 0)
 SENTINEL_ANSWERS_OK = (r"redis-cli --user admin -h 10.77.0.12 -p 26379", "OK\n", 0)
 
 
@@ -112,8 +121,20 @@ ROWS = [
         never_sent=(r"^kill -TERM",)),
     Row("a running node with nothing to change is left alone",
         lambda run, plan: node.ensure_running(run, run.host_plan.nodes[0], ConfigOutcome(False, "", (), ()), False),
-        answers=lambda plan: (RUNNING, (r"ACL LIST$", acl_list_of(plan), 0), KEEPER_RUNNING),
+        answers=lambda plan: (RUNNING, (r"ACL LIST$", acl_list_of(plan), 0), keeper_running(plan)),
         never_sent=(r"kill -TERM", r"start-redis")),
+    Row("a keeper running another start-redis than deploy wrote is replaced (a shell keeps its old code)",
+        lambda run, plan: node.ensure_running(run, run.host_plan.nodes[0], ConfigOutcome(False, "", (), ()), False),
+        answers=lambda plan: (RUNNING, (r"ACL LIST$", acl_list_of(plan), 0), KEEPER_OF_ANOTHER_SCRIPT,
+                              (r"--keeper ' && kill -TERM", "", 0)),
+        sent=(r"grep -qx -- '\.\* /app/redis/boot/start-redis 6379 --keeper ' && kill -TERM .*"
+              r"flock -n /app/redis/boot/keep-redis-6379.lock true .* /app/redis/boot/start-redis 6379 --keep$",),
+        never_sent=(r"^kill", r"--wait")),
+    Row("a keeper of an earlier release, which said no digest, is replaced too",
+        lambda run, plan: node.ensure_running(run, run.host_plan.nodes[0], ConfigOutcome(False, "", (), ()), False),
+        answers=lambda plan: (RUNNING, (r"ACL LIST$", acl_list_of(plan), 0), KEEPER_OF_AN_EARLIER_RELEASE,
+                              (r"--keeper ' && kill -TERM", "", 0)),
+        sent=(r"--keeper ' && kill -TERM .* /app/redis/boot/start-redis 6379 --keep$",)),
     Row("a sentinel learns a new group live with SENTINEL MONITOR",
         lambda run, plan: sentinel.ensure_running(run, new_group_outcome(plan, run.host_plan.host),
                                                   {"mymaster": "10.77.0.11"}),

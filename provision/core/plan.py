@@ -77,6 +77,10 @@ class Layout:
         """Held by the node's keeper (start-redis --keep) for as long as it runs."""
         return posixpath.join(self.boot_dir, f"keep-redis-{port}.lock")
 
+    def keeper_script_digest(self, port: int) -> str:
+        """The sha256 of the start-redis the node's keeper runs, written by the keeper as it starts."""
+        return posixpath.join(self.boot_dir, f"keep-redis-{port}.sha256")
+
     @property
     def acl_file(self) -> str:
         return posixpath.join(self.conf_dir, "users.acl")

@@ -159,7 +159,8 @@ def start_script(plan: Plan, host_plan: HostPlan, redis_user: str = defaults.RED
                    sentinel_info_period=defaults.SENTINEL_INFO_PERIOD_MS,
                    sentinel_addresses=[inventory.host(name).data_address for name in inventory.sentinels],
                    sentinel_majority=quorum.majority(len(inventory.sentinels)),
-                   admin_user=inventory.acl.admin.name, auth_file=plan.layout.boot_auth_file)
+                   admin_user=inventory.acl.admin.name, sentinel_user=inventory.acl.sentinel.name,
+                   auth_file=plan.layout.boot_auth_file)
 
 
 def boot_auth(plan: Plan) -> str:

@@ -188,10 +188,18 @@ def running_pid(remote: Remote, layout: Layout, port: int | None) -> int | None:
     return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else None
 
 
-def keeper_running(remote: Remote, layout: Layout, port: int) -> bool:
-    """The node's keeper holds its lock (flock -n fails while it does)."""
+def keeper_script(remote: Remote, layout: Layout, port: int) -> str | None:
+    """The sha256 of the start-redis the node's keeper runs ("" for a keeper of a release that
+    did not say it); None when no keeper holds its lock (flock -n fails while one does)."""
     lock = shlex.quote(layout.keeper_lock(port))
-    return remote.run(f"[ -e {lock} ] && ! flock -n {lock} true").ok
+    digest = shlex.quote(layout.keeper_script_digest(port))
+    result = remote.run(f"[ -e {lock} ] && ! flock -n {lock} true && {{ cat {digest} 2>/dev/null; true; }}")
+    return parse_keeper_digest(result.stdout) if result.ok else None
+
+
+def parse_keeper_digest(text: str) -> str:
+    words = text.split()
+    return words[0] if len(words) == 1 and len(words[0]) == 64 else ""
 
 
 def file_modes(remote: Remote, paths) -> dict[str, tuple[str, str]]:

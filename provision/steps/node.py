@@ -7,6 +7,7 @@ changes go live with CONFIG SET; a restart happens only for settings Redis canno
 from __future__ import annotations
 
 import difflib
+import hashlib
 import shlex
 from dataclasses import dataclass
 
@@ -233,11 +234,33 @@ def _revert_live(run: HostRun, node: NodePlan, reverted) -> list[tuple[str, ...]
 
 def ensure_keeper(run: HostRun, node: NodePlan) -> None:
     """A running node without its keeper (started by an older release of this tool, or its keeper
-    killed) gets one: without it the node stays fenced at replica-priority 0 and cannot be promoted."""
-    if host_facts.keeper_running(run.remote, run.layout, node.port):
+    killed) gets one: without it the node stays fenced at replica-priority 0 and cannot be promoted.
+    A keeper running another start-redis than the one deploy just wrote is replaced: a running
+    shell keeps the code it started with, so a fix to the keeper (the stall watch, mending a
+    split sentinel) would otherwise wait for the node's next restart."""
+    running = host_facts.keeper_script(run.remote, run.layout, node.port)
+    start = f"{shlex.quote(run.layout.start_script)} {node.port} --keep"
+    if running is None:
+        run.act(f"start the keeper of redis-server :{node.port} (lifts its promotion fence once it has synced)",
+                start)
         return
-    run.act(f"start the keeper of redis-server :{node.port} (lifts its promotion fence once it has synced)",
-            f"{shlex.quote(run.layout.start_script)} {node.port} --keep")
+    if running == hashlib.sha256(render.start_script(run.plan, run.host_plan).encode()).hexdigest():
+        return
+    run.act(f"replace the keeper of redis-server :{node.port}: it runs "
+            f"{'an older start-redis' if running else 'a start-redis of an earlier release'}",
+            replace_keeper_command(run.layout, node.port))
+
+
+def replace_keeper_command(layout, port: int) -> str:
+    """Ends the port's keeper (found by its command line: a keeper of an earlier release wrote no
+    pid), waits until its lock is free, and starts one from the current script."""
+    lock = shlex.quote(layout.keeper_lock(port))
+    # the whole command line, so that neither this command's shell nor its grep matches
+    pattern = shlex.quote(f".* {layout.start_script} {port} --keeper ")
+    return (f"for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline 2>/dev/null | grep -qx -- {pattern} && "
+            f"kill -TERM ${{d#/proc/}} 2>/dev/null; done; "
+            f"for _ in $(seq 50); do flock -n {lock} true && break; sleep 0.1; done; "
+            f"{shlex.quote(layout.start_script)} {port} --keep")
 
 
 def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_changed: bool,
