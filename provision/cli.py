@@ -43,21 +43,22 @@ def load_inventory(inventory_path: str) -> inventory.Inventory:
     return loaded
 
 
-def refuse_cluster(loaded: inventory.Inventory) -> None:
-    """A cluster section validates and plans offline; deploying and checking a cluster on hosts
-    is not built yet, and a run that silently skipped it would look like success."""
+def refuse_cluster(loaded: inventory.Inventory, task: str) -> None:
+    """A cluster section validates, plans, deploys and verifies; the other host tasks do not
+    handle Redis Cluster yet, and a run that silently skipped it would look like success."""
     if loaded.cluster is not None:
-        raise UsageError(f"{loaded.path}: cluster: validate, plan and render take a cluster section; deploy, verify, "
-                         "status, failover and drill do not handle Redis Cluster yet (the Sentinel groups "
-                         "would be deployed without it), so nothing was done")
+        raise UsageError(f"{loaded.path}: cluster: {task} does not handle Redis Cluster yet (validate, plan, render, "
+                         "deploy and verify do), so nothing was done")
 
 
-def load_plan(inventory_path: str, limit: str | None = None, offline: bool = False) -> planner.Plan:
-    """Inventory → plan, before any host is touched; InventoryError lists every problem."""
+def load_plan(inventory_path: str, limit: str | None = None, offline: bool = False,
+              task: str | None = None) -> planner.Plan:
+    """Inventory → plan, before any host is touched; InventoryError lists every problem.
+    `task`: a host task that does not handle a cluster section yet (refused)."""
     parse_limit(limit)
     loaded = load_inventory(inventory_path)
-    if not offline:
-        refuse_cluster(loaded)
+    if not offline and task is not None:
+        refuse_cluster(loaded, task)
     try:
         return planner.build(loaded, parse_limit(limit))
     except KeyError as error:
@@ -97,7 +98,8 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
     `version`: run another release than the inventory's (upgrade, rollback)."""
     parse_limit(limit)                  # a bad flag is refused before the inventory is read
     loaded = load_inventory(inventory_path)
-    refuse_cluster(loaded)
+    if version is not None:
+        refuse_cluster(loaded, "upgrade and rollback")
     written = loaded.redis.version      # what the inventory says, before any --version
     if version is not None:
         if not inventory.VERSION_PATTERN.fullmatch(version):
@@ -125,7 +127,7 @@ def deploy(inventory_path: str, check: bool = False, diff: bool = False, limit: 
 def previous_release(inventory_path: str, limit: str | None = None) -> str:
     """The release the hosts ran before their current one (their state files), for `rollback`;
     UsageError when none records one or they disagree."""
-    plan = load_plan(inventory_path, limit)
+    plan = load_plan(inventory_path, limit, task="rollback")
     found: dict[str, list[str]] = {}
     with controller_network(plan):
         connections, failed = remote.open_all(plan)
@@ -255,7 +257,7 @@ def verify(inventory_path: str, as_json: bool = False, say=output.say, limit: st
 def status(inventory_path: str, as_json: bool = False, say=output.say, limit: str | None = None) -> Verdict:
     from provision.checks import status as live
     patterns = parse_limit(limit)
-    plan = load_plan(inventory_path)
+    plan = load_plan(inventory_path, task="status")
     shown = set(limit_names(plan, patterns)) if limit is not None else None
     with controller_network(plan):
         connections, failed = remote.open_all(plan)
@@ -278,7 +280,7 @@ def failover(inventory_path: str, group: str | None = None, say=output.say, chec
              confirm=None):
     """`confirm(question)`: asked before a real failover of a group outside the lab."""
     from provision.ops import failover as switchover
-    plan = load_plan(inventory_path)
+    plan = load_plan(inventory_path, task="failover")
     if not check:
         require_confirmation(plan, confirm, f"fail over group {switchover.named_group(plan, group).name} "
                                             "(its writes pause for up to a few seconds)")
@@ -296,7 +298,7 @@ def failover(inventory_path: str, group: str | None = None, say=output.say, chec
 def promote(inventory_path: str, group: str | None = None, host: str | None = None, allow_stale: bool = False,
             check: bool = False, say=output.say):
     from provision.ops import promote as promotion
-    plan = load_plan(inventory_path)
+    plan = load_plan(inventory_path, task="promote")
     with controller_network(plan):
         result = promotion.run(plan, group, host, allow_stale, check, say)
     if result is not None:
@@ -309,7 +311,7 @@ def drill(inventory_path: str, mode: str = "kill", seconds: float = 10, group: s
           allow_reboot: bool = False, order: str = "replica,master,replica", spacing: float = 1.0,
           allow_partition: bool = False, host_reboot=None, confirm=None):
     from provision.ops import drill as failure_drill
-    plan = load_plan(inventory_path)
+    plan = load_plan(inventory_path, task="drill")
     require_confirmation(plan, confirm, f"drill --mode {mode}: fail the master of "
                                         f"{group or plan.inventory.groups[0].name} under a writing client")
     with controller_network(plan):

@@ -87,3 +87,55 @@ def test_forming_a_cluster_gives_each_master_its_slots_and_epoch_meets_all_then_
                          ("n6", f"CLUSTER REPLICATE {'3' * 40}")]
     assert max(i for i, (_, words) in enumerate(sent) if "MEET" in words) < min(
         i for i, (_, words) in enumerate(sent) if "REPLICATE" in words)
+
+
+def six_node_plan(tmp_path):
+    from provision import inventory
+    from provision.core import plan as planner
+    from tests.test_cluster_inventory import ENVIRONMENT, cluster_document
+    from tests.test_inventory import write
+    return planner.build(inventory.load(write(tmp_path, cluster_document()), ENVIRONMENT))
+
+
+IDS = {f"n{i}": str(i) * 40 for i in range(1, 7)}
+SLOTS = {"n1": "0-5461", "n2": "5462-10922", "n3": "10923-16383"}
+
+
+def view_from(me: str, masters_of: dict[str, str], state: str = "ok", known=None, slots=None) -> cluster.NodeView:
+    """`me`'s CLUSTER NODES and INFO in a cluster where masters_of maps each replica to its master."""
+    lines = []
+    for name in known or IDS:
+        flags = ("myself," if name == me else "") + ("slave" if name in masters_of else "master")
+        master = IDS[masters_of[name]] if name in masters_of else "-"
+        served = (slots or SLOTS).get(name, "") if name not in masters_of else ""
+        lines.append(f"{IDS[name]} 10.0.0.{name[1]}:6379@16379 {flags} {master} 0 0 1 connected {served}".rstrip())
+    return cluster.NodeView(cluster.parse_nodes("\n".join(lines)), {"cluster_state": state}, 0)
+
+
+FORMED_AS_PLANNED = {"n4": "n1", "n5": "n2", "n6": "n3"}
+
+
+def test_a_cluster_formed_as_the_inventory_says_has_no_problem(tmp_path):
+    plan = six_node_plan(tmp_path)
+    views = {name: view_from(name, FORMED_AS_PLANNED) for name in IDS}
+    assert cluster.formed_problems(plan, views) == []
+
+
+def test_a_shard_failed_over_to_its_replica_is_still_whole(tmp_path):
+    plan = six_node_plan(tmp_path)
+    swapped = {"n1": "n4", "n5": "n2", "n6": "n3"}
+    slots = {"n4": "0-5461", "n2": "5462-10922", "n3": "10923-16383"}
+    views = {name: view_from(name, swapped, slots=slots) for name in IDS}
+    assert cluster.formed_problems(plan, views) == []
+
+
+def test_what_keeps_a_cluster_from_being_formed_is_named(tmp_path):
+    plan = six_node_plan(tmp_path)
+    views = {name: view_from(name, FORMED_AS_PLANNED) for name in IDS}
+    views["n6"] = view_from("n6", {}, state="fail", known=["n6"])   # alone, an empty master
+    problems = cluster.formed_problems(plan, views)
+    assert "n6 does not know n1, n2, n3, n4, n5" in problems
+    assert "n6: cluster_state is fail" in problems
+    assert any(problem.startswith("n6: 16384 slot(s) served by no master") for problem in problems)
+    assert "shard-3: n6 does not replicate n3" in problems
+    assert any(problem.startswith("slot maps differ from n1's on") and "n6" in problem for problem in problems)

@@ -112,7 +112,7 @@ def test_slots_split_evenly_over_the_masters_each_slot_once():
         assert all(ranges[i][1] + 1 == ranges[i + 1][0] for i in range(masters - 1))
 
 
-def test_plan_shows_each_host_its_shard_and_slots_and_host_tasks_refuse_a_cluster(tmp_path):
+def test_plan_shows_each_host_its_shard_and_slots_and_the_tasks_without_cluster_support_refuse_it(tmp_path):
     from tests.test_cli import offline
     from pathlib import Path
     path = str(Path(__file__).resolve().parent.parent / "inventory" / "cluster.yml")
@@ -120,9 +120,9 @@ def test_plan_shows_each_host_its_shard_and_slots_and_host_tasks_refuse_a_cluste
     assert shown.returncode == 0, shown.stderr
     assert "cluster master of shard-1 (slots 0-5461) :6379 bus :16379" in shown.stdout
     assert "cluster replica in shard-3 :6379" in shown.stdout
-    for task in ("deploy", "verify", "status"):
-        refused = offline(task, "-i", path)
-        assert refused.returncode == 2 and "do not handle Redis Cluster yet" in refused.stderr, refused.stderr
+    for task in ("status", "failover", "drill", "upgrade"):
+        refused = offline(task, "-i", path, *(("--version", "7.2.4") if task == "upgrade" else ()))
+        assert refused.returncode == 2 and "does not handle Redis Cluster yet" in refused.stderr, refused.stderr
 
 
 def test_a_cluster_node_gets_the_cluster_directives_and_no_replicaof(tmp_path):
@@ -185,3 +185,16 @@ def test_the_lab_writes_a_cluster_inventory_that_validates(tmp_path, host_count,
         inventory_file.cluster_layout([f"lab{i}" for i in range(1, 8)], 3)
     with pytest.raises(ValueError, match="at least 3 shards"):
         inventory_file.cluster_layout([f"lab{i}" for i in range(1, 7)], 2)
+
+
+def test_a_cluster_node_starts_without_the_sentinel_guard_at_boot_and_under_systemd(tmp_path):
+    from provision.core import plan as planner, render
+    plan = planner.build(inventory.load(write(tmp_path, cluster_document()), ENVIRONMENT))
+    host_plan = plan.host_plan("n4")
+    block = render.rc_local_block(plan, host_plan, systemd=False)
+    assert "runuser -u redis -- /app/redis/bin/redis-server /app/redis/conf/redis-6379.conf" in block
+    assert "start-redis" not in block and "redis-sentinel" not in block
+    unit = render.unit_files(plan, host_plan)["redis-6379.service"]
+    assert "ExecStart=/app/redis/bin/redis-server /app/redis/conf/redis-6379.conf" in unit
+    assert "ExecStartPre" not in unit and "--keep" not in unit and "cluster shard-1" in unit
+    assert "redis-sentinel.service" not in render.unit_files(plan, host_plan)

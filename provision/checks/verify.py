@@ -13,6 +13,7 @@ import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+from provision.checks import cluster as cluster_checks
 from provision.core import confparse, render
 from provision.facts import host as facts, rediscli, topology
 from provision.facts.poll import poll
@@ -319,6 +320,8 @@ def run(plan: Plan) -> list[CheckResult]:
                     return checks.results
                 _check_system(plan, connection, checks)
                 secret_files = [plan.layout.acl_file] + [plan.layout.redis_conf(n.port) for n in host_plan.nodes]
+                if host_plan.cluster_node is not None:
+                    secret_files.append(plan.layout.redis_conf(host_plan.cluster_node.port))
                 if host_plan.runs_sentinel:
                     secret_files.append(plan.layout.sentinel_conf)
                 _check_file_modes(plan, connection, checks, secret_files)
@@ -329,10 +332,17 @@ def run(plan: Plan) -> list[CheckResult]:
                     _check_node(plan, connection, checks, node.group, current[node.group.name])
                 if host_plan.runs_sentinel:
                     _check_sentinel(plan, connection, checks, agreed)
+                if host_plan.cluster_node is not None and cluster_checks.node_checks(
+                        plan, connection, host_plan.cluster_node, checks.add, _listening):
+                    answering_cluster_nodes.append(host_plan.host.name)
                 return checks.results
 
+            answering_cluster_nodes: list[str] = []
             for host_results in pool.map(host_checks, plan.hosts):
                 results += host_results
+            if plan.inventory.cluster is not None:
+                results += [CheckResult(*row) for row in
+                            cluster_checks.cluster_checks(plan, connections, set(answering_cluster_nodes))]
             # Groups are independent: their write-then-read checks run side by side (a host in
             # two groups is still safe: its connection serves two commands at once).
             checked = [group for group in plan.inventory.groups if current[group.name] is not None]

@@ -89,6 +89,18 @@ def cluster_redis_conf(plan: Plan, node: ClusterNodePlan, systemd: bool = False)
                    min_replicas_max_lag=cluster.min_replicas_max_lag, replica_count=len(node.shard.replicas))
 
 
+def cluster_owned_directives(plan: Plan, node: ClusterNodePlan, systemd: bool = False) -> list[Directive]:
+    text = cluster_redis_conf(plan, node, systemd=systemd)
+    return [directive for _, directive in confparse.parse(text) if not directives.redis_runtime_owned(directive.key)]
+
+
+def cluster_start_line(layout, port: int, redis_user: str = defaults.REDIS_USER) -> str:
+    """How a cluster node starts where systemd does not run it: at boot (rc.local) and by a run.
+    No start guard: the cluster itself decides what the node is (its nodes-<port>.conf)."""
+    return (f"umask 0027; runuser -u {shlex.quote(redis_user)} -- {shlex.quote(layout.binary('redis-server'))} "
+            f"{shlex.quote(layout.redis_conf(port))}")
+
+
 def redis_owned_directives(plan: Plan, node: NodePlan, systemd: bool = False) -> list[Directive]:
     text = redis_conf(plan, node, replicaof=None, systemd=systemd)
     return [directive for _, directive in confparse.parse(text) if not directives.redis_runtime_owned(directive.key)]
@@ -183,6 +195,8 @@ def rc_local_block(plan: Plan, host_plan: HostPlan, systemd: bool = False) -> st
     return _render("rc.local.block.j2", thp=plan.inventory.system.transparent_hugepage, layout=plan.layout,
                    ports=[] if systemd else [node.port for node in host_plan.nodes],
                    sentinel_start=sentinel_start_line(plan.layout) if host_plan.runs_sentinel and not systemd else "",
+                   cluster_start=cluster_start_line(plan.layout, host_plan.cluster_node.port)
+                   if host_plan.cluster_node is not None and not systemd else "",
                    systemd=systemd)
 
 
@@ -207,7 +221,14 @@ def unit_files(plan: Plan, host_plan: HostPlan) -> dict[str, str]:
         units[server_unit_name(node.port)] = _render(
             "redis-server.service.j2", host=host_plan.host, port=node.port, group=node.group.name,
             start_script=layout.start_script, server=layout.binary("redis-server"), conf=layout.redis_conf(node.port),
-            writable=_writable(plan))
+            writable=_writable(plan), guarded=True)
+    cluster_node = host_plan.cluster_node
+    if cluster_node is not None:
+        units[server_unit_name(cluster_node.port)] = _render(
+            "redis-server.service.j2", host=host_plan.host, port=cluster_node.port,
+            group=None, shard=cluster_node.shard.name, start_script=layout.start_script,
+            server=layout.binary("redis-server"), conf=layout.redis_conf(cluster_node.port),
+            writable=_writable(plan), guarded=False)
     if host_plan.runs_sentinel:
         units[SENTINEL_UNIT] = _render("redis-sentinel.service.j2", host=host_plan.host,
                                        sentinel=layout.binary("redis-sentinel"), conf=layout.sentinel_conf,

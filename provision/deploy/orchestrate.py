@@ -28,7 +28,7 @@ from provision.base.errors import HostError, ProvisionError
 from provision.steps.hostrun import Change, HostRun, RunOptions
 from provision.inventory import Host, secret_masker
 from provision.core.plan import NodePlan, Plan
-from provision.steps import build, membership, node, sentinel, services, system
+from provision.steps import build, cluster, membership, node, sentinel, services, system
 from provision.deploy.waves import Runner, Wave
 
 
@@ -148,6 +148,10 @@ def replicas_of_stopped_masters(deploy: Deploy) -> list[HostRun]:
 
 def sentinel_hosts(deploy: Deploy) -> list[HostRun]:
     return [run for run in deploy.runner.alive() if run.host_plan.runs_sentinel]
+
+
+def cluster_hosts(deploy: Deploy) -> list[HostRun]:
+    return [run for run in deploy.runner.alive() if run.host_plan.cluster_node is not None]
 
 
 # ---- what each does ------------------------------------------------------------------------
@@ -412,6 +416,47 @@ def configure_sentinel(run: HostRun, deploy: Deploy) -> None:
         sentinel.wait_converged(run, deploy.master_addresses())
 
 
+def configure_cluster_node(run: HostRun, deploy: Deploy) -> None:
+    run.begin("cluster configure")
+    cluster_node = run.host_plan.cluster_node
+    if run.acl_changed is None:
+        run.acl_changed = node.ensure_acl_file(run)
+    cluster.configure_node(run, cluster_node)
+    if run.acl_changed and services.running_pid(run, cluster_node.port) is not None:
+        run.act(f"ACL LOAD on redis-server :{cluster_node.port} (users.acl changed)",
+                lambda: node.acl_load(run, cluster_node))
+    cluster.ensure_running(run, cluster_node)
+
+
+def form_cluster(deploy: Deploy) -> None:
+    """Once, on the controller, when every cluster node is up: form it over empty nodes, leave
+    a formed one alone, refuse anything in between (steps/cluster.py)."""
+    if deploy.plan.inventory.cluster is None:
+        return
+    members = deploy.plan.inventory.cluster.members
+    runs = {run.name: run for run in cluster_hosts(deploy)}
+    if set(members) - set(runs):
+        deploy.runner.say("cluster: not formed or checked this run: "
+                          f"{', '.join(sorted(set(members) - set(runs)))} failed or could not be reached")
+        return
+    first = runs[members[0]]
+
+    def record(host: str, action: str) -> None:
+        run = runs[host]
+        run.begin("cluster form")
+        run.record(action)
+
+    if deploy.options.check and any(services.running_pid(run, run.host_plan.cluster_node.port) is None
+                                    for run in runs.values()):
+        first.begin("cluster form")
+        first.record("form the cluster once every node runs (CLUSTER ADDSLOTSRANGE, MEET, REPLICATE)")
+        return
+    try:
+        cluster.form(deploy.plan, {name: run.remote for name, run in runs.items()}, record, deploy.options.check)
+    except HostError as error:
+        deploy.runner.fail(error.host, error)
+
+
 def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
     sentinel.switch_peer_auth(run)
     sentinel.ensure_info_period(run)
@@ -458,6 +503,8 @@ WAVES = (
     Wave("replica links",    hosts_with_pending_links,     wait_replica_links),
     Wave("running masters",  running_group_masters,        configure_running_masters),
     Wave("replica links",    hosts_with_pending_links,     wait_replica_links),    # a master that came back a replica
+    Wave("cluster nodes",    cluster_hosts,                configure_cluster_node),
+    Wave("cluster form",     None,                         form_cluster),          # once, on the controller
     Wave("sentinel",         sentinel_hosts,               configure_sentinel),    # SENTINEL REMOVE first,
     Wave("retire",           hosts_with_departures,        retire_departed),       # then stop (data stays)
     Wave("sentinel-wait",    sentinel_hosts,               wait_sentinel),

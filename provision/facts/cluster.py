@@ -7,6 +7,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from provision.core.plan import ClusterNodePlan, Plan
+from provision.facts import rediscli
+from provision.ssh.remote import Remote
+
 SLOTS = 16384
 
 _OPEN_SLOT = re.compile(r"\[(\d+)-([<>])-([0-9a-f]{40})\]")
@@ -140,3 +144,59 @@ def views_disagree(views: dict[str, tuple[ClusterNode, ...]]) -> list[str]:
     names = sorted(views)
     reference = slot_owners(views[names[0]])
     return [name for name in names[1:] if slot_owners(views[name]) != reference]
+
+
+# ---- one node's view, read over its host's connection, and the judgement over all of them ----
+
+def call(remote: Remote, plan: Plan, node: ClusterNodePlan, words: list[str]):
+    return rediscli.call(remote, plan.layout, node.host.data_address, node.port, words, user=plan.inventory.acl.admin)
+
+
+def checked(remote: Remote, plan: Plan, node: ClusterNodePlan, words: list[str], step: str) -> str:
+    return rediscli.checked(call(remote, plan, node, words), node.host.name, step, "redis-cli " + " ".join(words))
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What one node says of the cluster."""
+    nodes: tuple[ClusterNode, ...]
+    info: dict[str, str]
+    keys: int
+
+
+def view_of(remote: Remote, plan: Plan, node: ClusterNodePlan, step: str) -> NodeView:
+    nodes = parse_nodes(checked(remote, plan, node, ["CLUSTER", "NODES"], step))
+    info = parse_info(checked(remote, plan, node, ["CLUSTER", "INFO"], step))
+    keys = checked(remote, plan, node, ["DBSIZE"], step).strip()
+    return NodeView(nodes, info, int(keys) if keys.isdigit() else 0)
+
+
+def formed_problems(plan: Plan, views: dict[str, NodeView]) -> list[str]:
+    """What keeps the cluster from being the inventory's, formed: each node knows every member,
+    its slot map is whole and agrees with the others', each shard's master serves slots and its
+    replicas replicate it, and cluster_state is ok. Empty when it is."""
+    cluster = plan.inventory.cluster
+    problems = []
+    addresses = {f"{plan.inventory.host(name).data_address}:{cluster.port}": name for name in cluster.members}
+    for name, view in sorted(views.items()):
+        known = {node.address for node in view.nodes if not {"handshake", "noaddr"} & node.flags}
+        missing = sorted(addresses[address] for address in set(addresses) - known)
+        if missing:
+            problems.append(f"{name} does not know {', '.join(missing)}")
+        problems += [f"{name}: {problem}" for problem in slot_problems(view.nodes)]
+        if view.info.get("cluster_state") != "ok":
+            problems.append(f"{name}: cluster_state is {view.info.get('cluster_state', 'unknown')}")
+    disagree = views_disagree({name: view.nodes for name, view in views.items()})
+    if disagree:
+        problems.append(f"slot maps differ from {sorted(views)[0]}'s on {', '.join(disagree)}")
+    for shard in cluster.shards:
+        own = {name: myself(views[name].nodes) for name in shard.members if name in views}
+        serving = [name for name, me in own.items() if me is not None and me.is_master and me.slots]
+        if len(serving) != 1:
+            problems.append(f"{shard.name}: {len(serving)} of its nodes serve slots "
+                            f"({', '.join(serving) or 'none'}), not one")
+            continue
+        master_id = own[serving[0]].node_id
+        problems += [f"{shard.name}: {name} does not replicate {serving[0]}" for name, me in own.items()
+                     if name != serving[0] and (me is None or me.master_id != master_id)]
+    return problems

@@ -21,7 +21,7 @@ from provision.core import state as host_state
 from provision.base.errors import HostError
 from provision.steps.hostrun import HostRun
 from provision.inventory import Host
-from provision.core.plan import NodePlan, node_redis, setting_places
+from provision.core.plan import ClusterNodePlan, NodePlan, node_redis, setting_places
 from provision.steps import services
 
 
@@ -278,7 +278,7 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
         reload_reason = "users.acl changed" if acl_changed else \
             None if live_acl_matches(run, node) else "its live users differ from users.acl"
         if reload_reason:
-            run.act(f"ACL LOAD on redis-server :{node.port} ({reload_reason})", lambda: _acl_load(run, node))
+            run.act(f"ACL LOAD on redis-server :{node.port} ({reload_reason})", lambda: acl_load(run, node))
         restart_keys += _apply_live(run, node, outcome.live_keys, outcome.wanted)
         restart_keys += _revert_live(run, node, [item for item in outcome.reverted if (item[0],) not in restart_keys])
         if not restart_keys:
@@ -289,7 +289,7 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
     return run.act(action, lambda: _start_or_roll_back(run, node, outcome, known_master, pid))
 
 
-def _acl_load(run: HostRun, node: NodePlan) -> None:
+def acl_load(run: HostRun, node: NodePlan | ClusterNodePlan) -> None:
     rediscli.checked(rediscli.call(run.remote, run.layout, node.host.data_address, node.port, ["ACL", "LOAD"],
                                    user=run.plan.inventory.acl.admin), run.name, run.step, "redis-cli ACL LOAD")
 

@@ -67,6 +67,8 @@ def layout(run: HostRun) -> None:
               (paths.conf_dir, 0o750, "redis"), (paths.data_dir, 0o750, "redis"), (paths.log_dir, 0o750, "redis"),
               (paths.run_dir, 0o755, "redis")]
     wanted += [(paths.node_data_dir(node.port), 0o750, "redis") for node in run.host_plan.nodes]
+    if run.host_plan.cluster_node is not None:
+        wanted.append((paths.node_data_dir(run.host_plan.cluster_node.port), 0o750, "redis"))
     if run.host_plan.runs_sentinel:
         wanted.append((paths.sentinel_data_dir, 0o750, "redis"))
     primitives.ensure_dirs(run, wanted)

@@ -1,0 +1,130 @@
+"""A Redis Cluster node on its host (its redis.conf, the process), and forming the cluster once
+every node runs (run once, on the controller, over the nodes' connections).
+
+Forming is the one step that can destroy data: a node that holds keys, serves slots or knows
+other nodes already belongs to a cluster, and ADDSLOTS/MEET over it would merge two clusters or
+drop what it holds. So the cluster forms only when every node is empty and alone
+(facts/cluster.creation_refusal, redis-cli --cluster create's own rule); a cluster that is
+formed and agreed is left alone; anything in between is named and refused, nothing sent.
+"""
+from __future__ import annotations
+
+import time
+
+from provision.base.errors import HostError
+from provision.core import cluster as cluster_plan
+from provision.core import confparse, render
+from provision.core.plan import ClusterNodePlan, Plan
+from provision.facts import cluster as cluster_facts
+from provision.facts import rediscli
+from provision.ssh.remote import Remote
+from provision.steps import primitives, services
+from provision.steps.hostrun import HostRun
+
+#: seconds forming may take until every node has met the others and the state is ok
+FORM_SECONDS = 60
+
+
+def configure_node(run: HostRun, node: ClusterNodePlan) -> None:
+    """redis.conf written whole when it does not exist; afterwards only compared: changing a
+    cluster node's settings on a running cluster is a later step, refused until it lands."""
+    run.begin("cluster configure")
+    systemd = services.uses_systemd(run)
+    path = run.layout.redis_conf(node.port)
+    current = primitives.read_file(run, path)
+    if current is None:
+        primitives.ensure_file(run, path, render.cluster_redis_conf(run.plan, node, systemd), 0o640, "redis", "redis")
+        return
+    changed = confparse.differing_keys(current, render.cluster_owned_directives(run.plan, node, systemd))
+    if changed:
+        raise HostError(run.name, run.step, f"compare {path}",
+                        "the cluster node's file differs from the inventory in: "
+                        + ", ".join(" ".join(key) for key in changed)
+                        + "; changing a cluster node's settings is not built yet: nothing was changed")
+    primitives.ensure_file(run, path, current, 0o640, "redis", "redis")   # mode and owner only
+
+
+def start_command(run: HostRun, node: ClusterNodePlan) -> str:
+    """No start guard: Redis Cluster decides itself what a node is (its nodes-<port>.conf)."""
+    if services.uses_systemd(run):
+        return f"systemctl start {render.server_unit_name(node.port)}"
+    return render.cluster_start_line(run.layout, node.port)
+
+
+def ensure_running(run: HostRun, node: ClusterNodePlan) -> None:
+    run.begin("cluster start")
+    if services.running_pid(run, node.port) is not None:
+        return
+    if run.act(f"start cluster node redis-server :{node.port}", start_command(run, node)) is None:
+        return      # --check
+    with run.lock:
+        run.restarts.append(f"redis-server:{node.port}")
+    services.wait_until(run, f"redis-server :{node.port} to answer PING",
+                        lambda: _answers(run.remote, run.plan, node), 30)
+
+
+def _answers(remote: Remote, plan: Plan, node: ClusterNodePlan):
+    result = cluster_facts.call(remote, plan, node, ["PING"])
+    reply = result.stdout.strip()
+    return reply == "PONG", reply or result.stderr.strip()
+
+
+def form(plan: Plan, remotes: dict[str, Remote], record, check: bool) -> str:
+    """Forms the cluster over empty nodes, or leaves a formed one alone; returns what it did.
+    `record(host, action)` notes each change; `check`: say what would be sent, send nothing."""
+    cluster = plan.inventory.cluster
+    nodes = {name: ClusterNodePlan(plan.inventory.host(name), shard, cluster)
+             for shard in cluster.shards for name in shard.members}
+    views = {name: cluster_facts.view_of(remotes[name], plan, node, "cluster form") for name, node in nodes.items()}
+    if not cluster_facts.formed_problems(plan, views):
+        return "formed"
+    refusals = {name: cluster_facts.creation_refusal(node.host.data_address, views[name].nodes, views[name].keys)
+                for name, node in nodes.items()}
+    blocking = {name: why for name, why in refusals.items() if why is not None}
+    if blocking:
+        raise HostError(sorted(blocking)[0], "cluster form", "CLUSTER NODES on every node",
+                        "the nodes are neither one formed cluster nor all empty and alone, so forming could merge "
+                        "clusters or lose keys; nothing was sent:\n  - "
+                        + "\n  - ".join(f"{name}: {why}" for name, why in sorted(blocking.items()))
+                        + "\n  what is not yet the inventory's cluster:\n  - "
+                        + "\n  - ".join(cluster_facts.formed_problems(plan, views)[:10]))
+    ids = {name: cluster_facts.myself(view.nodes).node_id for name, view in views.items()}
+    commands = cluster_plan.creation_commands(cluster, nodes, ids)
+    replicate = [command for command in commands if command.words[1] == "REPLICATE"]
+    for command in commands:
+        if command in replicate:
+            continue
+        _send(plan, remotes, nodes[command.host], command, record, check)
+    if check:
+        for command in replicate:
+            record(command.host, command.why)
+        return "would form"
+    # A replica can only REPLICATE a master it knows: wait until every node has met every other.
+    _wait(plan, remotes, nodes, "every node to know every other", lambda found: not any(
+        len([n for n in view.nodes if not {"handshake", "noaddr"} & n.flags]) < len(nodes) for view in found.values()))
+    for command in replicate:
+        _send(plan, remotes, nodes[command.host], command, record, check)
+    _wait(plan, remotes, nodes, "the cluster to be whole and agreed", lambda found: not cluster_facts.formed_problems(plan, found))
+    return "formed now"
+
+
+def _send(plan, remotes, node: ClusterNodePlan, command: cluster_plan.ClusterCommand, record, check: bool) -> None:
+    record(command.host, command.why)
+    if check:
+        return
+    cluster_facts.checked(remotes[command.host], plan, node, list(command.words), "cluster form")
+
+
+def _wait(plan, remotes, nodes, what: str, reached) -> None:
+    deadline = time.monotonic() + FORM_SECONDS
+    last: list[str] = []
+    while time.monotonic() < deadline:
+        found = {name: cluster_facts.view_of(remotes[name], plan, node, "cluster form") for name, node in nodes.items()}
+        if reached(found):
+            return
+        last = cluster_facts.formed_problems(plan, found)
+        time.sleep(0.5)
+    first = sorted(nodes)[0]
+    raise HostError(first, "cluster form", f"wait for {what}",
+                    f"not reached after {FORM_SECONDS}s; last seen:\n  - " + "\n  - ".join(last[:10]))
+

@@ -1,0 +1,126 @@
+"""Redis Cluster on six lab hosts (three shards, a master and a replica each): deploy builds,
+starts and forms it over empty nodes, verify checks it whole, a client writes through it, a
+re-run changes nothing, and forming is refused over a node that is not empty and alone. One
+deployed cluster for the module; its hosts are re-imaged afterwards so that the Sentinel-mode
+modules find them fresh."""
+from __future__ import annotations
+
+import pytest
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from lab import hosts as lab_hosts
+from lab import inventory_file
+from provision import inventory
+from tests.labtools import deploy, start_times, verify_failures
+
+pytestmark = pytest.mark.lab
+
+HOSTS = [f"lab{index}" for index in range(1, 7)]
+
+
+@pytest.fixture(scope="module")
+def cluster_lab(lab, lab_paths, tmp_path_factory):
+    """The inventory path of a six-host cluster over freshly imaged hosts; re-imaged after."""
+    made = lab_hosts.up(lab_paths, len(HOSTS), log=lambda _: None)
+    for name in HOSTS:
+        lab_hosts.reinstall(lab_paths, name, log=lambda _: None)
+    path = inventory_file.write_lab_inventory(lab_paths, made, tmp_path_factory.mktemp("cluster") / "cluster.yml",
+                                              cluster=3)
+    yield path
+    for name in HOSTS:
+        lab_hosts.reinstall(lab_paths, name, log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def cluster_inventory(cluster_lab):
+    return inventory.load(cluster_lab)
+
+
+@pytest.fixture(scope="module")
+def formed(cluster_lab, artifact_dir):
+    """The first deploy's report and output."""
+    report, output = deploy(cluster_lab, artifact_dir)
+    print(output)
+    return report, output
+
+
+def cluster_client(cluster_inventory) -> RedisCluster:
+    admin = cluster_inventory.acl.admin
+    first = cluster_inventory.host(HOSTS[0])
+    return RedisCluster(startup_nodes=[ClusterNode(first.data_address, 6379)], username=admin.name,
+                        password=admin.password.value, decode_responses=True, socket_timeout=3)
+
+
+def test_deploy_forms_the_cluster_over_empty_nodes_and_verify_passes(formed, cluster_lab, cluster_inventory):
+    report, output = formed
+    assert report.ok, output
+    for first, last, master in ((0, 5461, "lab1"), (5462, 10922, "lab2"), (10923, 16383, "lab3")):
+        assert f"{master}: cluster form: shard-" in output and f"slots {first}-{last} to {master}" in output, output
+    assert "replicates" in output
+    failures = verify_failures(cluster_lab)
+    assert failures == [], failures
+
+
+def test_a_cluster_client_writes_to_every_shard_and_replicas_hold_the_keys(formed, cluster_inventory):
+    client = cluster_client(cluster_inventory)
+    try:
+        for index in range(300):
+            client.set(f"key:{index}", str(index))
+        assert all(client.get(f"key:{index}") == str(index) for index in range(300))
+        masters = {node.name for node in client.get_primaries()}
+    finally:
+        client.close()
+    assert len(masters) == 3
+    admin = cluster_inventory.acl.admin
+    counts = {}
+    for name in HOSTS:
+        node = redis.Redis(host=cluster_inventory.host(name).data_address, port=6379, username=admin.name,
+                           password=admin.password.value, decode_responses=True, socket_timeout=3)
+        try:
+            info = node.info("replication")
+            counts[name] = (info["role"], node.dbsize())
+        finally:
+            node.close()
+    # every shard holds keys, and each replica as many as its master (WAIT-free, so allow a moment)
+    assert sorted(role for role, _ in counts.values()) == ["master"] * 3 + ["slave"] * 3, counts
+    assert sum(keys for role, keys in counts.values() if role == "master") >= 300, counts
+    assert all(keys > 0 for _, keys in counts.values()), counts
+
+
+def test_a_second_deploy_changes_nothing_and_restarts_nothing(formed, cluster_lab, cluster_inventory, artifact_dir):
+    before = start_times(cluster_inventory)
+    assert len(before) == len(HOSTS), before
+    report, output = deploy(cluster_lab, artifact_dir)
+    assert report.ok and report.changed == 0, output
+    assert start_times(cluster_inventory) == before
+
+
+def test_forming_is_refused_over_nodes_that_already_belong_to_a_cluster(formed, cluster_lab, cluster_inventory,
+                                                                         lab_paths, artifact_dir):
+    """lab6 re-imaged: it comes back empty and alone while the five others still know its old
+    self. Forming over them would merge clusters; deploy names why and sends nothing."""
+    nodes_before = {name: cluster_nodes(cluster_inventory, name) for name in HOSTS[:5]}
+    lab_hosts.reinstall(lab_paths, "lab6", log=lambda _: None)
+    report, output = deploy(cluster_lab, artifact_dir)
+    assert not report.ok, output
+    assert "neither one formed cluster nor all empty and alone" in output, output
+    assert "lab1: 10.77.0.11 holds" in output and "lab6 does not know lab1, lab2, lab3, lab4, lab5" in output, output
+    assert "CLUSTER MEET" not in output and "ADDSLOTS" not in output
+    for name, before in nodes_before.items():
+        after = cluster_nodes(cluster_inventory, name)
+        assert _ids_and_slots(after) == _ids_and_slots(before), name
+
+
+def cluster_nodes(cluster_inventory, name: str) -> str:
+    admin = cluster_inventory.acl.admin
+    node = redis.Redis(host=cluster_inventory.host(name).data_address, port=6379, username=admin.name,
+                       password=admin.password.value, decode_responses=True, socket_timeout=3)
+    try:
+        return node.execute_command("CLUSTER", "NODES")
+    finally:
+        node.close()
+
+
+def _ids_and_slots(text: str) -> set[tuple[str, str]]:
+    return {(line.split()[0], " ".join(line.split()[8:])) for line in text.splitlines() if line.strip()}
