@@ -12,7 +12,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from lab import hosts as lab_hosts
 from lab import inventory_file
 from provision import inventory
-from tests.labtools import deploy, start_times, verify_failures
+from tests.labtools import deploy, start_times, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -62,30 +62,49 @@ def test_deploy_forms_the_cluster_over_empty_nodes_and_verify_passes(formed, clu
     assert failures == [], failures
 
 
-def test_a_cluster_client_writes_to_every_shard_and_replicas_hold_the_keys(formed, cluster_inventory):
+KEY_COUNT = 10_000
+
+
+def test_a_cluster_client_writes_ten_thousand_keys_over_every_shard_and_reads_them_back(formed, cluster_inventory):
     client = cluster_client(cluster_inventory)
     try:
-        for index in range(300):
-            client.set(f"key:{index}", str(index))
-        assert all(client.get(f"key:{index}") == str(index) for index in range(300))
-        masters = {node.name for node in client.get_primaries()}
+        pipeline = client.pipeline()
+        for index in range(KEY_COUNT):
+            pipeline.set(f"key:{index}", str(index))
+        assert all(pipeline.execute())
+        assert read_back(client) == KEY_COUNT
+        assert len(client.get_primaries()) == 3
     finally:
         client.close()
-    assert len(masters) == 3
-    admin = cluster_inventory.acl.admin
-    counts = {}
+    roles = node_roles(cluster_inventory)
+    assert sorted(role for role, _ in roles.values()) == ["master"] * 3 + ["slave"] * 3, roles
+    assert sum(keys for role, keys in roles.values() if role == "master") == KEY_COUNT, roles
+    assert all(keys > KEY_COUNT // 6 for _, keys in roles.values()), roles   # every shard, replicas too
+
+
+def read_back(client) -> int:
+    pipeline = client.pipeline()
+    for index in range(KEY_COUNT):
+        pipeline.get(f"key:{index}")
+    return sum(value == str(index) for index, value in enumerate(pipeline.execute()))
+
+
+def node_roles(cluster_inventory) -> dict[str, tuple[str, int]]:
+    """host → (role, DBSIZE)."""
+    found = {}
     for name in HOSTS:
-        node = redis.Redis(host=cluster_inventory.host(name).data_address, port=6379, username=admin.name,
-                           password=admin.password.value, decode_responses=True, socket_timeout=3)
+        node = node_client(cluster_inventory, name)
         try:
-            info = node.info("replication")
-            counts[name] = (info["role"], node.dbsize())
+            found[name] = (node.info("replication")["role"], node.dbsize())
         finally:
             node.close()
-    # every shard holds keys, and each replica as many as its master (WAIT-free, so allow a moment)
-    assert sorted(role for role, _ in counts.values()) == ["master"] * 3 + ["slave"] * 3, counts
-    assert sum(keys for role, keys in counts.values() if role == "master") >= 300, counts
-    assert all(keys > 0 for _, keys in counts.values()), counts
+    return found
+
+
+def node_client(cluster_inventory, name: str) -> redis.Redis:
+    admin = cluster_inventory.acl.admin
+    return redis.Redis(host=cluster_inventory.host(name).data_address, port=6379, username=admin.name,
+                       password=admin.password.value, decode_responses=True, socket_timeout=3)
 
 
 def test_a_second_deploy_changes_nothing_and_restarts_nothing(formed, cluster_lab, cluster_inventory, artifact_dir):
@@ -94,6 +113,40 @@ def test_a_second_deploy_changes_nothing_and_restarts_nothing(formed, cluster_la
     report, output = deploy(cluster_lab, artifact_dir)
     assert report.ok and report.changed == 0, output
     assert start_times(cluster_inventory) == before
+
+
+def test_a_rerun_after_an_outside_cluster_failover_keeps_the_new_roles_and_changes_nothing(
+        formed, cluster_lab, cluster_inventory, artifact_dir):
+    """lab4 (shard-1's replica) takes over with CLUSTER FAILOVER, as an operator would."""
+    replica = node_client(cluster_inventory, "lab4")
+    try:
+        assert replica.execute_command("CLUSTER", "FAILOVER") == "OK"
+    finally:
+        replica.close()
+    wait_for(lambda: node_roles(cluster_inventory)["lab4"][0] == "master"
+             and node_roles(cluster_inventory)["lab1"][0] == "slave", 30, "lab4 to be shard-1's master")
+    wait_for(lambda: not verify_failures(cluster_lab), 60, "verify to pass after the failover", interval=1)
+    before = start_times(cluster_inventory)
+    report, output = deploy(cluster_lab, artifact_dir)
+    assert report.ok and report.changed == 0, output
+    assert start_times(cluster_inventory) == before
+    assert node_roles(cluster_inventory)["lab4"][0] == "master"
+
+
+def test_every_host_rebooted_at_once_comes_back_as_the_same_cluster_with_every_key(
+        formed, cluster_lab, cluster_inventory, lab_paths):
+    ids_before = {name: _ids(cluster_nodes(cluster_inventory, name)) for name in HOSTS}
+    for name in HOSTS:
+        lab_hosts.restart(lab_paths, name, log=lambda _: None)
+    wait_for(lambda: not verify_failures(cluster_lab), 90, "verify to pass after the reboots", interval=1)
+    # the same nodes, each with the identity it had (nodes-6379.conf), every one knowing all six
+    assert {name: _ids(cluster_nodes(cluster_inventory, name)) for name in HOSTS} == ids_before
+    assert all(len(ids) == len(HOSTS) for ids in ids_before.values())
+    client = cluster_client(cluster_inventory)
+    try:
+        assert read_back(client) == KEY_COUNT
+    finally:
+        client.close()
 
 
 def test_forming_is_refused_over_nodes_that_already_belong_to_a_cluster(formed, cluster_lab, cluster_inventory,
@@ -124,3 +177,7 @@ def cluster_nodes(cluster_inventory, name: str) -> str:
 
 def _ids_and_slots(text: str) -> set[tuple[str, str]]:
     return {(line.split()[0], " ".join(line.split()[8:])) for line in text.splitlines() if line.strip()}
+
+
+def _ids(text: str) -> frozenset[str]:
+    return frozenset(line.split()[0] for line in text.splitlines() if line.strip())
