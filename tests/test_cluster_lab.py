@@ -5,6 +5,8 @@ deployed cluster for the module; its hosts are re-imaged afterwards so that the 
 modules find them fresh."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -12,7 +14,8 @@ from redis.cluster import ClusterNode, RedisCluster
 from lab import hosts as lab_hosts
 from lab import inventory_file
 from provision import inventory
-from tests.labtools import deploy, start_times, verify_failures, wait_for
+from tests.clusterwriter import KINDS, ClusterWriter
+from tests.labtools import deploy, run_on, start_times, verify_failures, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -147,6 +150,65 @@ def test_every_host_rebooted_at_once_comes_back_as_the_same_cluster_with_every_k
         assert read_back(client) == KEY_COUNT
     finally:
         client.close()
+
+
+CLUSTER_START = "umask 0027; runuser -u redis -- /app/redis/bin/redis-server /app/redis/conf/redis-6379.conf"
+
+
+@pytest.mark.parametrize("fault", ["kill", "reboot", "cascade"])
+def test_a_shard_master_killed_or_its_host_rebooted_under_writes_loses_no_acknowledged_write(
+        fault, formed, cluster_lab, cluster_inventory, lab_paths):
+    """kill: kill -9, the cluster fails the shard over to its replica, the old master started
+    again comes back as its replica. reboot: the host's every process killed, rc.local starts
+    the node again at once (before node_timeout: no failover). cascade: the master's host
+    rebooted, then its replica's 1 s later. The writer's SET, MULTI/EXEC and
+    EVAL writes, each acknowledged by WAIT 1, must all be on their slot's master afterwards."""
+    shard = cluster_inventory.cluster.shards[1]
+    roles = node_roles(cluster_inventory)
+    master = next(name for name in shard.members if roles[name][0] == "master")
+    replica = next(name for name in shard.members if name != master)
+    admin = cluster_inventory.acl.admin
+    addresses = [cluster_inventory.host(name).data_address for name in HOSTS]
+    with ClusterWriter(addresses, admin.name, admin.password.value) as writer:
+        time.sleep(2)
+        faulted = time.monotonic()
+        if fault == "kill":
+            run_on(cluster_inventory, master, "kill -KILL $(cat /app/redis/run/redis-6379.pid)")
+            wait_for(lambda: node_roles_of(cluster_inventory, replica) == "master", 30, f"{replica} to take over")
+            promoted = time.monotonic() - faulted
+            run_on(cluster_inventory, master, CLUSTER_START)
+        else:
+            lab_hosts.restart(lab_paths, master, log=lambda _: None)
+            if fault == "cascade":
+                time.sleep(1)
+                lab_hosts.restart(lab_paths, replica, log=lambda _: None)
+            promoted = None
+        wait_for(lambda: not verify_failures(cluster_lab), 90, "verify to pass after the fault", interval=1)
+        time.sleep(2)
+    roles_after = node_roles(cluster_inventory)
+    print(f"{fault} {master}: replica {replica} master after "
+          f"{'-' if promoted is None else f'{promoted:.2f}s'}; roles now {master}={roles_after[master][0]}, "
+          f"{replica}={roles_after[replica][0]}; {writer.summary()}")
+    client = cluster_client(cluster_inventory)
+    try:
+        lost = writer.lost(client)
+    finally:
+        client.close()
+    print(f"lost {lost}")
+    assert all(len(written) > 20 for written in writer.acknowledged.values()), writer.summary()
+    assert lost == dict.fromkeys(KINDS, 0), writer.summary()
+    if fault == "kill":
+        assert (roles_after[master][0], roles_after[replica][0]) == ("slave", "master")
+
+
+def node_roles_of(cluster_inventory, name: str) -> str | None:
+    node = node_client(cluster_inventory, name)
+    try:
+        return node.info("replication")["role"]
+    except redis.RedisError:
+        return None
+    finally:
+        node.close()
 
 
 def test_forming_is_refused_over_nodes_that_already_belong_to_a_cluster(formed, cluster_lab, cluster_inventory,
