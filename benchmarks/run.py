@@ -8,7 +8,9 @@ the reference local `make -j2` of the same Redis source; a fresh deploy on 3 hos
 artifact cache and its ratio to the reference; a fresh deploy from the cache on 3 new hosts;
 no-op re-runs at 3, 10 and 30 hosts (one group; and 30 hosts as 10 groups of 3 with 3
 sentinels); verify at 3 and 30; SSH round trips per host in a no-op; the controller's peak RSS
-for the 30-host no-op (a process of its own). No-ops and verifies are the median of --runs.
+for the 30-host no-op (a process of its own); a 6-host Redis Cluster of 3 shards: fresh deploy
+from the cache, no-op, verify (--cluster-only: those rows alone). No-ops and verifies are the
+median of --runs.
 --quick skips the reference make and the compiling deploy (it needs a warm artifact cache).
 Prints figures and asserts nothing: targets are read by people (README, issue 8).
 Results: benchmarks/results/latest.json and one file per run.
@@ -69,10 +71,11 @@ class Lab:
     def __init__(self, work: Path):
         self.paths, self.work = default_paths(), work
 
-    def up(self, hosts: int, groups: int = 1) -> Path:
+    def up(self, hosts: int, groups: int = 1, cluster: int | None = None) -> Path:
         lab_hosts.down(self.paths, log=QUIET)
         made = lab_hosts.up(self.paths, hosts, log=QUIET)
-        return inventory_file.write_lab_inventory(self.paths, made, self.work / f"lab-{hosts}-{groups}.yml", groups)
+        name = f"lab-{hosts}-{f'cluster{cluster}' if cluster else groups}.yml"
+        return inventory_file.write_lab_inventory(self.paths, made, self.work / name, groups, cluster=cluster)
 
     def down(self) -> None:
         lab_hosts.down(self.paths, log=QUIET)
@@ -149,57 +152,85 @@ TARGETS = {   # figure → (target, what it is compared with)
     "no_op_30x1_ratio": (2.0, "× the 3-host no-op"),
     "verify_30_s": (1.5, "s"),
     "peak_rss_30_mb": (100, "MB"),
+    "fresh_cluster_6_s": (10.0, "s"),
+    "no_op_cluster_6_s": (0.5, "s"),
 }
+
+
+def cluster_figures(lab: Lab, artifacts: Path, runs: int, figures: dict) -> None:
+    """A 6-host Redis Cluster (3 shards): a fresh deploy from the warm cache (median of 2; one
+    untimed deploy first fills the cache if it is cold), the no-op re-run and verify."""
+    deploy(lab.up(6, cluster=3), artifacts)
+    fresh = []
+    for _ in range(2):
+        inventory = lab.up(6, cluster=3)
+        fresh.append(deploy(inventory, artifacts)[0])
+    figures["fresh_cluster_6_s"] = round(statistics.median(fresh), 2)
+    figures["no_op_cluster_6_s"] = round(median_no_op(inventory, artifacts, runs)[0], 3)
+    figures["verify_cluster_6_s"] = round(median_verify(inventory, runs), 3)
+
+
+def all_figures(lab: Lab, artifacts: Path, arguments, figures: dict) -> None:
+    """Every row but the cluster-only run's."""
+    paths = lab.paths
+    tarball = golden.fetch_redis_source(paths, log=QUIET)
+    if not arguments.quick:
+        print("reference local make -j2 …", flush=True)
+        figures["reference_make_s"] = round(reference_make(tarball), 1)
+        inventory = lab.up(3)
+        print("fresh deploy, empty artifact cache …", flush=True)
+        figures["fresh_empty_cache_s"] = round(deploy(inventory, artifacts)[0], 1)
+        figures["fresh_ratio"] = round(figures["fresh_empty_cache_s"] / figures["reference_make_s"], 3)
+    fresh = []
+    for _ in range(3):
+        inventory = lab.up(3)
+        fresh.append(deploy(inventory, artifacts)[0])
+    figures["fresh_from_cache_s"] = round(statistics.median(fresh), 2)
+    print("no-op and verify, 3 hosts …", flush=True)
+    figures["no_op_3_s"] = round(median_no_op(inventory, artifacts, arguments.runs)[0], 3)
+    figures["verify_3_s"] = round(median_verify(inventory, arguments.runs), 3)
+    figures["round_trips_3"] = round_trips(inventory, artifacts)
+    for hosts, groups in ((10, 1), (30, 1), (30, 10)):
+        print(f"{hosts} hosts as {groups} group(s) …", flush=True)
+        inventory = lab.up(hosts, groups)
+        figures[f"fresh_from_cache_{hosts}x{groups}_s"] = round(deploy(inventory, artifacts)[0], 1)
+        key = f"no_op_{hosts}x{groups}"
+        figures[f"{key}_s"] = round(median_no_op(inventory, artifacts, arguments.runs)[0], 3)
+        figures[f"{key}_ratio"] = round(figures[f"{key}_s"] / figures["no_op_3_s"], 2)
+        if (hosts, groups) == (30, 10):
+            figures["verify_30_s"] = round(median_verify(inventory, arguments.runs), 3)
+            figures["round_trips_30"] = round_trips(inventory, artifacts)
+            figures["peak_rss_30_mb"] = peak_rss_mb(inventory, artifacts)
+    print("Redis Cluster, 6 hosts, 3 shards …", flush=True)
+    cluster_figures(lab, artifacts, arguments.runs, figures)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="skip the reference make and the compiling deploy")
+    parser.add_argument("--cluster-only", action="store_true", help="only the Redis Cluster rows (6 hosts, 3 shards)")
     arguments = parser.parse_args()
     figures: dict[str, object] = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     paths = default_paths()
     golden.build_golden_tree(paths, log=QUIET)
-    tarball = golden.fetch_redis_source(paths, log=QUIET)
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         lab = Lab(work)
         artifacts = work / "artifacts" if not arguments.quick else Path.home() / ".cache/redis-provision/artifacts"
         try:
-            if not arguments.quick:
-                print("reference local make -j2 …", flush=True)
-                figures["reference_make_s"] = round(reference_make(tarball), 1)
-                inventory = lab.up(3)
-                print("fresh deploy, empty artifact cache …", flush=True)
-                figures["fresh_empty_cache_s"] = round(deploy(inventory, artifacts)[0], 1)
-                figures["fresh_ratio"] = round(figures["fresh_empty_cache_s"] / figures["reference_make_s"], 3)
-            fresh = []
-            for _ in range(3):
-                inventory = lab.up(3)
-                fresh.append(deploy(inventory, artifacts)[0])
-            figures["fresh_from_cache_s"] = round(statistics.median(fresh), 2)
-            print("no-op and verify, 3 hosts …", flush=True)
-            figures["no_op_3_s"] = round(median_no_op(inventory, artifacts, arguments.runs)[0], 3)
-            figures["verify_3_s"] = round(median_verify(inventory, arguments.runs), 3)
-            figures["round_trips_3"] = round_trips(inventory, artifacts)
-            for hosts, groups in ((10, 1), (30, 1), (30, 10)):
-                print(f"{hosts} hosts as {groups} group(s) …", flush=True)
-                inventory = lab.up(hosts, groups)
-                figures[f"fresh_from_cache_{hosts}x{groups}_s"] = round(deploy(inventory, artifacts)[0], 1)
-                key = f"no_op_{hosts}x{groups}"
-                figures[f"{key}_s"] = round(median_no_op(inventory, artifacts, arguments.runs)[0], 3)
-                figures[f"{key}_ratio"] = round(figures[f"{key}_s"] / figures["no_op_3_s"], 2)
-                if (hosts, groups) == (30, 10):
-                    figures["verify_30_s"] = round(median_verify(inventory, arguments.runs), 3)
-                    figures["round_trips_30"] = round_trips(inventory, artifacts)
-                    figures["peak_rss_30_mb"] = peak_rss_mb(inventory, artifacts)
+            if arguments.cluster_only:
+                print("Redis Cluster, 6 hosts, 3 shards …", flush=True)
+                cluster_figures(lab, artifacts, arguments.runs, figures)
+            else:
+                all_figures(lab, artifacts, arguments, figures)
         finally:
             lab.down()
     print_table(figures)
     RESULTS.mkdir(parents=True, exist_ok=True)
     document = json.dumps(figures, indent=2) + "\n"
     (RESULTS / f"{figures['started'].replace(':', '')}.json").write_text(document)
-    (RESULTS / "latest.json").write_text(document)
+    (RESULTS / ("cluster-latest.json" if arguments.cluster_only else "latest.json")).write_text(document)
 
 
 def print_table(figures: dict) -> None:
@@ -215,7 +246,10 @@ def print_table(figures: dict) -> None:
             ("  ratio to 3 hosts", "no_op_30x10_ratio", "×"),
             ("verify, 3 hosts", "verify_3_s", "s"),
             ("verify, 30 hosts, 10 groups", "verify_30_s", "s"),
-            ("controller peak RSS, 30-host no-op", "peak_rss_30_mb", "MB")]
+            ("controller peak RSS, 30-host no-op", "peak_rss_30_mb", "MB"),
+            ("fresh Redis Cluster, 6 hosts, warm cache", "fresh_cluster_6_s", "s"),
+            ("no-op re-run, 6-host cluster", "no_op_cluster_6_s", "s"),
+            ("verify, 6-host cluster", "verify_cluster_6_s", "s")]
     print(f"\nmachine: {figures['machine']['cpus']} CPUs ({figures['machine']['cpu']}), "
           f"{figures['machine']['memory_gb']} GB, kernel {figures['machine']['kernel']}")
     print(f"{'figure':42} {'value':>9}  target")

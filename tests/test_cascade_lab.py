@@ -58,6 +58,16 @@ def assert_nothing_lost(kinds):
         {kind: (0, 0) for kind in drill.WRITE_KINDS}, kinds
 
 
+def print_host_logs(lab_inventory) -> None:
+    """Where to look when writes were lost: each host's start guard and its sentinel's events."""
+    for host in lab_inventory.hosts:
+        print(f"===== {host.name}")
+        print(run_on(lab_inventory, host.name, "tail -n 40 /app/redis/boot/start-redis-6379.log; "
+                                               "grep -E 'epoch|switch|failover|sdown|odown|monitor' "
+                                               "/app/redis/logs/sentinel.log | tail -n 30; "
+                                               "tail -n 30 /app/redis/logs/redis-6379.log"))
+
+
 def kill_redis(lab_inventory, host: str) -> None:
     run_on(lab_inventory, host, f"kill -KILL $(cat {PIDFILE})")
 
@@ -74,6 +84,8 @@ def test_cascade_of_reboots_one_second_apart_loses_nothing_and_heals_by_itself(s
     rebooted first used to be promoted before it had synced; the old master's writes were gone."""
     report = drill.run(settled, mode="cascade", order=order, spacing=1.0, say=print, host_reboot=host_reboot())
     print(drill.format_report(report))
+    if any(count.lost or count.lost_on_some_node for count in report.kinds.values()):
+        print_host_logs(settled.inventory)
     assert report.two_master_seconds == 0, report.role_watch
     assert_nothing_lost(report.kinds)
     assert report.verify_failures == ()
