@@ -76,3 +76,6 @@ KEEPALIVE = 15                  # seconds between SSH keepalives (a NAT or firew
 USER_SSH_CONFIG = "~/.ssh/config"
 KNOWN_HOSTS = "~/.ssh/known_hosts"
 HOST_KEY_CHECKING = "accept-new"       # as OpenSSH's StrictHostKeyChecking
+
+#: verify's own keys (written, read back or acknowledged, then deleted) start with this
+VERIFY_KEY_PREFIX = "__redis_provision_verify__:"

@@ -1,48 +1,23 @@
-"""verify's checks of a Redis Cluster: each node (running, listening, closed to the default
-user, the inventory's release, cluster mode on) and the cluster as a whole (every node knows
-every member, the slot map whole and agreed, one serving master per shard with its replicas,
-cluster_state ok), then a write on each shard's master that its replicas acknowledge (WAIT).
+"""verify's checks of a Redis Cluster as a whole (each node's own are in verify.py): every node
+knows every member, the slot map whole and agreed, one serving master per shard with its
+replicas, cluster_state ok; then a write on each shard's master that its replicas acknowledge (WAIT).
 Read-only but for that key, deleted again."""
 from __future__ import annotations
 
 import secrets
 
-from provision.core.plan import ClusterNodePlan, Plan
+from provision.base import defaults
+from provision.core.plan import ClusterNodePlan, Plan, cluster_nodes
 from provision.facts import cluster as cluster_facts
-from provision.facts import host as facts
-from provision.facts import rediscli
 from provision.ssh.remote import Remote
 
-VERIFY_KEY_PREFIX = "__redis_provision_verify__"
 WAIT_MILLISECONDS = 5000
-
-
-def node_checks(plan: Plan, connection: Remote, node: ClusterNodePlan, add, listening) -> bool:
-    """`add(check, ok, detail)`; `listening(connection, address, port)`. True when the node runs
-    and answers, so the cluster-wide checks can ask it."""
-    port, host = node.port, node.host
-    pid = facts.running_pid(connection, plan.layout, port)
-    if not add(f"cluster node :{port} running", pid is not None, f"pid {pid}" if pid else "not running"):
-        return False
-    add(f"cluster node :{port} listening", listening(connection, host.data_address, port),
-        f"{host.data_address}:{port}")
-    unauthenticated = rediscli.call(connection, plan.layout, host.data_address, port, ["PING"], timeout=5)
-    add(f"cluster node :{port} default user closed", unauthenticated.stdout.strip() != "PONG",
-        "unauthenticated PING refused" if unauthenticated.stdout.strip() != "PONG" else "PONG without a password")
-    server = rediscli.parse_info(cluster_facts.call(connection, plan, node, ["INFO", "server"]).stdout)
-    running, wanted = server.get("redis_version"), plan.inventory.redis.version
-    add(f"cluster node :{port} release", running == wanted, f"runs {running}" + ("" if running == wanted else
-                                                                                 f", want {wanted}"))
-    enabled = rediscli.parse_info(cluster_facts.call(connection, plan, node, ["INFO", "cluster"]).stdout)
-    return add(f"cluster node :{port} cluster mode", enabled.get("cluster_enabled") == "1",
-               f"cluster_enabled:{enabled.get('cluster_enabled')}")
 
 
 def cluster_checks(plan: Plan, connections: dict[str, Remote], answering: set[str]) -> list[tuple[str, str, bool, str]]:
     """(host, check, ok, detail) rows for the cluster as a whole, then each shard's write."""
     cluster = plan.inventory.cluster
-    nodes = {name: ClusterNodePlan(plan.inventory.host(name), shard, cluster)
-             for shard in cluster.shards for name in shard.members}
+    nodes = cluster_nodes(plan.inventory)
     first = cluster.members[0]
     silent = sorted(set(nodes) - answering)
     if silent:
@@ -65,7 +40,7 @@ def _shard_write(plan: Plan, connection: Remote, node: ClusterNodePlan, view: cl
     served = {slot for first, last in own.slots for slot in range(first, last + 1)}
     check = f"{shard.name} replicated write"
     for attempt in range(64):
-        key = f"{{{VERIFY_KEY_PREFIX}:{attempt}}}:{secrets.token_hex(4)}"
+        key = f"{{{defaults.VERIFY_KEY_PREFIX}{attempt}}}:{secrets.token_hex(4)}"
         slot = cluster_facts.call(connection, plan, node, ["CLUSTER", "KEYSLOT", key]).stdout.strip()
         if slot.isdigit() and int(slot) in served:
             break

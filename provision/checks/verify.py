@@ -25,7 +25,6 @@ from provision.ssh.remote import Remote
 
 LAG_LIMIT_SECONDS = 10
 OFFSET_CONVERGE_SECONDS = 5.0
-VERIFY_KEY_PREFIX = "__redis_provision_verify__:"
 
 
 @dataclass(frozen=True)
@@ -103,18 +102,35 @@ def _check_release(checks: _Checks, name: str, plan: Plan, info_server: str) -> 
     checks.add(name, running == wanted, f"runs {running}" + ("" if running == wanted else f", want {wanted}"))
 
 
+def _check_server(plan: Plan, connection: Remote, checks: _Checks, label: str, port: int) -> bool:
+    """A redis-server of this host: running, listening on the data address, closed to the
+    default user, on the inventory's release. False when it does not run."""
+    host = connection.host
+    pid = facts.running_pid(connection, plan.layout, port)
+    if not checks.add(f"{label} running", pid is not None, f"pid {pid}" if pid else "not running"):
+        return False
+    checks.add(f"{label} listening", _listening(connection, host.data_address, port), f"{host.data_address}:{port}")
+    unauthenticated = rediscli.call(connection, plan.layout, host.data_address, port, ["PING"], timeout=5)
+    checks.add(f"{label} default user closed", unauthenticated.stdout.strip() != "PONG",
+               "unauthenticated PING refused" if unauthenticated.stdout.strip() != "PONG" else "PONG without a password")
+    _check_release(checks, f"{label} release", plan, _admin_call(plan, connection, host, port, ["INFO", "server"]).stdout)
+    return True
+
+
+def _check_cluster_node(plan: Plan, connection: Remote, checks: _Checks, port: int) -> bool:
+    """True when the node runs in cluster mode, so the cluster-wide checks can ask it."""
+    if not _check_server(plan, connection, checks, f"cluster node :{port}", port):
+        return False
+    enabled = rediscli.parse_info(_admin_call(plan, connection, connection.host, port, ["INFO", "cluster"]).stdout)
+    return checks.add(f"cluster node :{port} cluster mode", enabled.get("cluster_enabled") == "1",
+                      f"cluster_enabled:{enabled.get('cluster_enabled')}")
+
+
 def _check_node(plan: Plan, connection: Remote, checks: _Checks, group: Group, master: Host | None) -> None:
     host = connection.host
     port = group.port
-    pid = facts.running_pid(connection, plan.layout, port)
-    if not checks.add(f"redis :{port} running", pid is not None, f"pid {pid}" if pid else "not running"):
+    if not _check_server(plan, connection, checks, f"redis :{port}", port):
         return
-    checks.add(f"redis :{port} listening", _listening(connection, host.data_address, port), f"{host.data_address}:{port}")
-    unauthenticated = rediscli.call(connection, plan.layout, host.data_address, port, ["PING"], timeout=5)
-    checks.add(f"redis :{port} default user closed", unauthenticated.stdout.strip() != "PONG",
-               "unauthenticated PING refused" if unauthenticated.stdout.strip() != "PONG" else "PONG without a password")
-    _check_release(checks, f"redis :{port} release", plan,
-                   _admin_call(plan, connection, host, port, ["INFO", "server"]).stdout)
     info = rediscli.parse_info(_admin_call(plan, connection, host, port, ["INFO", "replication"]).stdout)
     if master is None:
         checks.add(f"redis :{port} role", False, "no current master known for the group")
@@ -247,7 +263,7 @@ def _check_data_path(plan: Plan, connections: dict[str, Remote], group: Group, m
     master_connection = connections.get(master.name)
     if master_connection is None:
         return [CheckResult(master.name, f"{group.name} write", False, "no connection to the master")]
-    key = VERIFY_KEY_PREFIX + secrets.token_hex(6)
+    key = defaults.VERIFY_KEY_PREFIX + secrets.token_hex(6)
     value = secrets.token_hex(8)
     written = _admin_call(plan, master_connection, master, group.port, ["SET", key, value, "EX", "60"])
     if written.stdout.strip() != "OK":
@@ -332,8 +348,8 @@ def run(plan: Plan) -> list[CheckResult]:
                     _check_node(plan, connection, checks, node.group, current[node.group.name])
                 if host_plan.runs_sentinel:
                     _check_sentinel(plan, connection, checks, agreed)
-                if host_plan.cluster_node is not None and cluster_checks.node_checks(
-                        plan, connection, host_plan.cluster_node, checks.add, _listening):
+                if host_plan.cluster_node is not None and _check_cluster_node(
+                        plan, connection, checks, host_plan.cluster_node.port):
                     answering_cluster_nodes.append(host_plan.host.name)
                 return checks.results
 

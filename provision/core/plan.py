@@ -224,6 +224,13 @@ def cluster_node_of(inventory: Inventory, host: Host) -> ClusterNodePlan | None:
     return ClusterNodePlan(host, shard, cluster) if shard is not None else None
 
 
+def cluster_nodes(inventory: Inventory) -> dict[str, ClusterNodePlan]:
+    """Host name → its cluster node, for every member of the inventory's cluster."""
+    cluster = inventory.cluster
+    return {name: ClusterNodePlan(inventory.host(name), shard, cluster) for shard in cluster.shards
+            for name in shard.members}
+
+
 def cluster_redis(inventory: Inventory, node: ClusterNodePlan) -> RedisSettings:
     """The redis settings a cluster node runs with: the global section, then its host's."""
     maxmemory = node.host.redis.maxmemory or inventory.redis.maxmemory

@@ -90,8 +90,7 @@ def cluster_redis_conf(plan: Plan, node: ClusterNodePlan, systemd: bool = False)
 
 
 def cluster_owned_directives(plan: Plan, node: ClusterNodePlan, systemd: bool = False) -> list[Directive]:
-    text = cluster_redis_conf(plan, node, systemd=systemd)
-    return [directive for _, directive in confparse.parse(text) if not directives.redis_runtime_owned(directive.key)]
+    return _tool_owned(cluster_redis_conf(plan, node, systemd=systemd))
 
 
 def cluster_start_line(layout, port: int, redis_user: str = defaults.REDIS_USER) -> str:
@@ -102,7 +101,11 @@ def cluster_start_line(layout, port: int, redis_user: str = defaults.REDIS_USER)
 
 
 def redis_owned_directives(plan: Plan, node: NodePlan, systemd: bool = False) -> list[Directive]:
-    text = redis_conf(plan, node, replicaof=None, systemd=systemd)
+    return _tool_owned(redis_conf(plan, node, replicaof=None, systemd=systemd))
+
+
+def _tool_owned(text: str) -> list[Directive]:
+    """A rendered redis.conf's directives but those Redis rewrites at run time."""
     return [directive for _, directive in confparse.parse(text) if not directives.redis_runtime_owned(directive.key)]
 
 

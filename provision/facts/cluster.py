@@ -38,6 +38,11 @@ class ClusterNode:
         return "myself" in self.flags
 
     @property
+    def met(self) -> bool:
+        """Known past the handshake, with an address."""
+        return not {"handshake", "noaddr"} & self.flags
+
+    @property
     def failing(self) -> bool:
         return bool({"fail", "fail?"} & self.flags)
 
@@ -179,7 +184,7 @@ def formed_problems(plan: Plan, views: dict[str, NodeView]) -> list[str]:
     problems = []
     addresses = {f"{plan.inventory.host(name).data_address}:{cluster.port}": name for name in cluster.members}
     for name, view in sorted(views.items()):
-        known = {node.address for node in view.nodes if not {"handshake", "noaddr"} & node.flags}
+        known = {node.address for node in view.nodes if node.met}
         missing = sorted(addresses[address] for address in set(addresses) - known)
         if missing:
             problems.append(f"{name} does not know {', '.join(missing)}")

@@ -9,14 +9,12 @@ formed and agreed is left alone; anything in between is named and refused, nothi
 """
 from __future__ import annotations
 
-import time
-
 from provision.base.errors import HostError
 from provision.core import cluster as cluster_plan
 from provision.core import confparse, render
-from provision.core.plan import ClusterNodePlan, Plan
+from provision.core.plan import ClusterNodePlan, Plan, cluster_nodes
 from provision.facts import cluster as cluster_facts
-from provision.facts import rediscli
+from provision.facts.poll import poll
 from provision.ssh.remote import Remote
 from provision.steps import primitives, services
 from provision.steps.hostrun import HostRun
@@ -73,10 +71,10 @@ def form(plan: Plan, remotes: dict[str, Remote], record, check: bool) -> str:
     """Forms the cluster over empty nodes, or leaves a formed one alone; returns what it did.
     `record(host, action)` notes each change; `check`: say what would be sent, send nothing."""
     cluster = plan.inventory.cluster
-    nodes = {name: ClusterNodePlan(plan.inventory.host(name), shard, cluster)
-             for shard in cluster.shards for name in shard.members}
+    nodes = cluster_nodes(plan.inventory)
     views = {name: cluster_facts.view_of(remotes[name], plan, node, "cluster form") for name, node in nodes.items()}
-    if not cluster_facts.formed_problems(plan, views):
+    problems = cluster_facts.formed_problems(plan, views)
+    if not problems:
         return "formed"
     refusals = {name: cluster_facts.creation_refusal(node.host.data_address, views[name].nodes, views[name].keys)
                 for name, node in nodes.items()}
@@ -87,7 +85,7 @@ def form(plan: Plan, remotes: dict[str, Remote], record, check: bool) -> str:
                         "clusters or lose keys; nothing was sent:\n  - "
                         + "\n  - ".join(f"{name}: {why}" for name, why in sorted(blocking.items()))
                         + "\n  what is not yet the inventory's cluster:\n  - "
-                        + "\n  - ".join(cluster_facts.formed_problems(plan, views)[:10]))
+                        + "\n  - ".join(problems[:10]))
     ids = {name: cluster_facts.myself(view.nodes).node_id for name, view in views.items()}
     commands = cluster_plan.creation_commands(cluster, nodes, ids)
     replicate = [command for command in commands if command.words[1] == "REPLICATE"]
@@ -100,8 +98,8 @@ def form(plan: Plan, remotes: dict[str, Remote], record, check: bool) -> str:
             record(command.host, command.why)
         return "would form"
     # A replica can only REPLICATE a master it knows: wait until every node has met every other.
-    _wait(plan, remotes, nodes, "every node to know every other", lambda found: not any(
-        len([n for n in view.nodes if not {"handshake", "noaddr"} & n.flags]) < len(nodes) for view in found.values()))
+    _wait(plan, remotes, nodes, "every node to know every other", lambda found: all(
+        sum(known.met for known in view.nodes) >= len(nodes) for view in found.values()))
     for command in replicate:
         _send(plan, remotes, nodes[command.host], command, record, check)
     _wait(plan, remotes, nodes, "the cluster to be whole and agreed", lambda found: not cluster_facts.formed_problems(plan, found))
@@ -116,15 +114,9 @@ def _send(plan, remotes, node: ClusterNodePlan, command: cluster_plan.ClusterCom
 
 
 def _wait(plan, remotes, nodes, what: str, reached) -> None:
-    deadline = time.monotonic() + FORM_SECONDS
-    last: list[str] = []
-    while time.monotonic() < deadline:
-        found = {name: cluster_facts.view_of(remotes[name], plan, node, "cluster form") for name, node in nodes.items()}
-        if reached(found):
-            return
-        last = cluster_facts.formed_problems(plan, found)
-        time.sleep(0.5)
-    first = sorted(nodes)[0]
-    raise HostError(first, "cluster form", f"wait for {what}",
-                    f"not reached after {FORM_SECONDS}s; last seen:\n  - " + "\n  - ".join(last[:10]))
-
+    done, found = poll(lambda: {name: cluster_facts.view_of(remotes[name], plan, node, "cluster form")
+                                for name, node in nodes.items()}, reached, FORM_SECONDS, 0.5)
+    if not done:
+        raise HostError(sorted(nodes)[0], "cluster form", f"wait for {what}",
+                        f"not reached after {FORM_SECONDS}s; last seen:\n  - "
+                        + "\n  - ".join(cluster_facts.formed_problems(plan, found)[:10]))
