@@ -92,15 +92,18 @@ class ClusterWriter:
             try:
                 client = self._client(address)
                 value = str(sequence)
-                if kind == "set":
-                    client.set(key, value)
-                elif kind == "multi":
-                    client.execute_command("MULTI")
-                    client.execute_command("SET", key, value)
-                    client.execute_command("SET", f"{{w{sequence}}}:b", value)
-                    client.execute_command("EXEC")
-                else:
-                    client.eval(SCRIPT, 1, key, value)
+                try:
+                    self._write(client, kind, key, value, sequence)
+                except redis.ResponseError as error:
+                    # A slot on the move: the key is not on its old master any more, ask the new one
+                    # (SET and EVAL; a transaction under ASK is refused, as redis-py refuses it).
+                    if not str(error).startswith("ASK ") or kind == "multi":
+                        raise
+                    self.refused["ASK followed"] += 1
+                    address = str(error).split()[2].rsplit(":", 1)[0]
+                    client = self._client(address)
+                    client.execute_command("ASKING")
+                    self._write(client, kind, key, value, sequence)
                 if int(client.execute_command("WAIT", 1, 1000)) >= 1:
                     self.acknowledged[kind].append((key, value))
                     now = time.monotonic()
@@ -113,6 +116,18 @@ class ClusterWriter:
                 self._drop(address)
                 self._refresh()
                 time.sleep(0.05)
+
+    @staticmethod
+    def _write(client: redis.Redis, kind: str, key: str, value: str, sequence: int) -> None:
+        if kind == "set":
+            client.set(key, value)
+        elif kind == "multi":
+            client.execute_command("MULTI")
+            client.execute_command("SET", key, value)
+            client.execute_command("SET", f"{{w{sequence}}}:b", value)
+            client.execute_command("EXEC")
+        else:
+            client.eval(SCRIPT, 1, key, value)
 
     def lost(self, client: RedisCluster) -> dict[str, int]:
         """kind → acknowledged writes not on the master serving their slot now."""
@@ -129,3 +144,19 @@ class ClusterWriter:
         acked = {kind: len(items) for kind, items in self.acknowledged.items()}
         return (f"attempted {dict(self.attempted)}, acknowledged {acked}, refused {dict(self.refused)}, "
                 f"longest gap between acknowledgements {self.longest_gap:.2f}s")
+
+
+def fill(client: RedisCluster, count: int) -> None:
+    """key:0 … key:count-1 written, each holding its index."""
+    pipeline = client.pipeline()
+    for index in range(count):
+        pipeline.set(f"key:{index}", str(index))
+    assert all(pipeline.execute())
+
+
+def intact(client: RedisCluster, count: int) -> int:
+    """How many of fill()'s keys hold their index."""
+    pipeline = client.pipeline()
+    for index in range(count):
+        pipeline.get(f"key:{index}")
+    return sum(value == str(index) for index, value in enumerate(pipeline.execute()))

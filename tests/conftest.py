@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -94,7 +95,11 @@ def lab_inventory(lab):
 
 @pytest.fixture(scope="session")
 def artifact_dir(tmp_path_factory):
-    """An empty build cache for this session, so the first deploy really compiles."""
+    """An empty build cache for this session, so the first deploy really compiles (a developer
+    iterating on one module may name a kept one in REDIS_PROVISION_TEST_ARTIFACTS; CI never does)."""
+    kept = os.environ.get("REDIS_PROVISION_TEST_ARTIFACTS")
+    if kept:
+        return Path(kept)
     return tmp_path_factory.mktemp("artifacts")
 
 

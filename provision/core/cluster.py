@@ -42,3 +42,62 @@ def creation_commands(cluster: Cluster, nodes: dict[str, ClusterNodePlan], ids: 
             commands.append(ClusterCommand(replica, ("CLUSTER", "REPLICATE", ids[shard.master]),
                                            f"{shard.name}: {replica} replicates {shard.master}"))
     return commands
+
+
+# ---- growing and shrinking a formed cluster ------------------------------------------------
+
+@dataclass(frozen=True)
+class SlotMove:
+    slot: int
+    source: str                    # node id that serves it now
+    target: str                    # node id that is to serve it
+
+
+def even_counts(masters: int) -> list[int]:
+    """How many slots each of `masters` serves when even: the split of slot_ranges, the larger
+    counts first, so a formed cluster and a rebalanced one agree."""
+    return [last - first + 1 for first, last in slot_ranges(masters)]
+
+
+def balance_moves(masters: list[str], owners: dict[int, str]) -> list[SlotMove]:
+    """The fewest slot moves that leave `masters` (node ids, in the inventory's shard order)
+    serving even counts and every other owner (a departing shard) none. A donor gives its
+    highest-numbered slots, a receiver takes the lowest of what is given, so ranges stay few.
+    Empty when the counts are already even: slots are never moved for their own sake."""
+    targets = dict(zip(masters, even_counts(len(masters))))
+    held: dict[str, list[int]] = {}
+    for slot, owner in sorted(owners.items()):
+        held.setdefault(owner, []).append(slot)
+    given: list[tuple[int, str]] = []
+    for owner, slots in held.items():
+        keep = targets.get(owner, 0)
+        given += [(slot, owner) for slot in slots[keep:]]
+    given.sort()
+    moves: list[SlotMove] = []
+    for master in masters:
+        wanted = targets[master] - len(held.get(master, []))
+        while wanted > 0 and given:
+            slot, source = given.pop(0)
+            moves.append(SlotMove(slot, source, master))
+            wanted -= 1
+    return moves
+
+
+def grouped(moves: list[SlotMove], batch: int) -> list[tuple[str, str, list[int]]]:
+    """(source, target, slots) batches of at most `batch` slots, one pair at a time."""
+    pairs: dict[tuple[str, str], list[int]] = {}
+    for move in moves:
+        pairs.setdefault((move.source, move.target), []).append(move.slot)
+    return [(source, target, slots[index:index + batch]) for (source, target), slots in pairs.items()
+            for index in range(0, len(slots), batch)]
+
+
+def ranges_of(slots: list[int]) -> str:
+    """'0-5, 9, 12-13': how a run names the slots it moves."""
+    spans: list[list[int]] = []
+    for slot in sorted(slots):
+        if spans and slot == spans[-1][1] + 1:
+            spans[-1][1] = slot
+        else:
+            spans.append([slot, slot])
+    return ", ".join(f"{first}-{last}" if first != last else str(first) for first, last in spans)

@@ -68,6 +68,7 @@ class Deploy:
     sentinel_restart_lock: threading.Lock = field(default_factory=threading.Lock)
     monitored: tuple[topology.Monitored, ...] = ()     # what the sentinels monitored when the run began
     departed_now: bool = False                           # the retire wave stopped something this run
+    cluster_released: set[str] = field(default_factory=set)   # retiring hosts whose cluster node every member forgot
     builds: "PlatformBuilds" = field(default_factory=lambda: PlatformBuilds())
     refusals: list[str] = field(default_factory=list)   # inventory problems only the hosts' release can tell
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -435,6 +436,7 @@ def form_cluster(deploy: Deploy) -> None:
         return
     members = deploy.plan.inventory.cluster.members
     runs = {run.name: run for run in cluster_hosts(deploy)}
+    runs.update({run.name: run for run in deploy.runner.alive() if run.host_plan.retiring})
     if set(members) - set(runs):
         deploy.runner.say("cluster: not formed or checked this run: "
                           f"{', '.join(sorted(set(members) - set(runs)))} failed or could not be reached")
@@ -446,15 +448,20 @@ def form_cluster(deploy: Deploy) -> None:
         run.begin("cluster form")
         run.record(action)
 
-    if deploy.options.check and any(services.running_pid(run, run.host_plan.cluster_node.port) is None
-                                    for run in runs.values()):
+    not_started = frozenset(name for name, run in runs.items() if deploy.options.check
+                            and run.host_plan.cluster_node is not None
+                            and services.running_pid(run, run.host_plan.cluster_node.port) is None)
+    if not_started == set(members):
         first.begin("cluster form")
         first.record("form the cluster once every node runs (CLUSTER ADDSLOTSRANGE, MEET, REPLICATE)")
         return
     try:
-        cluster.form(deploy.plan, {name: run.remote for name, run in runs.items()}, record, deploy.options.check)
+        reshaped = cluster.form(deploy.plan, {name: run.remote for name, run in runs.items()}, record,
+                                deploy.options.check, deploy.runner.say, not_started)
     except HostError as error:
         deploy.runner.fail(error.host, error)
+        return
+    deploy.cluster_released |= reshaped.released
 
 
 def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
@@ -465,7 +472,20 @@ def wait_sentinel(run: HostRun, deploy: Deploy) -> None:
 
 def retire_departed(run: HostRun, deploy: Deploy) -> None:
     deploy.mark_departed()
-    membership.retire(run, deploy.monitored)
+    membership.retire(run, deploy.monitored, keep_ports=cluster_ports_kept(run, deploy))
+
+
+def cluster_ports_kept(run: HostRun, deploy: Deploy) -> frozenset[int]:
+    """A retiring host's cluster node keeps running until every member has forgotten it (the
+    reshape moved its slots away first): stopped earlier, its slots would have no master."""
+    cluster_section = deploy.plan.inventory.cluster
+    if cluster_section is None or not run.host_plan.retiring or run.name in deploy.cluster_released:
+        return frozenset()
+    if not any(process.port == cluster_section.port and not process.sentinel for process in run.facts.processes):
+        return frozenset()
+    if deploy.options.check:
+        return frozenset()       # the reshape's record says what would happen first
+    return frozenset({cluster_section.port})
 
 
 def forget_departed(deploy: Deploy) -> None:

@@ -176,6 +176,14 @@ def view_of(remote: Remote, plan: Plan, node: ClusterNodePlan, step: str) -> Nod
     return NodeView(nodes, info, int(keys) if keys.isdigit() else 0)
 
 
+def unstarted_view(node: ClusterNodePlan) -> NodeView:
+    """What a node not started yet will say once it is (a --check run's stand-in): empty, alone,
+    a master; its id names its host, as no real one exists yet."""
+    line = (f"new:{node.host.name} {node.host.data_address}:{node.port}@{node.cluster.bus_port} "
+            "myself,master - 0 0 0 connected")
+    return NodeView(parse_nodes(line), {"cluster_state": "fail"}, 0)
+
+
 def formed_problems(plan: Plan, views: dict[str, NodeView]) -> list[str]:
     """What keeps the cluster from being the inventory's, formed: each node knows every member,
     its slot map is whole and agrees with the others', each shard's master serves slots and its
@@ -188,6 +196,9 @@ def formed_problems(plan: Plan, views: dict[str, NodeView]) -> list[str]:
         missing = sorted(addresses[address] for address in set(addresses) - known)
         if missing:
             problems.append(f"{name} does not know {', '.join(missing)}")
+        extra = sorted({node.address for node in view.nodes} - set(addresses))
+        if extra:
+            problems.append(f"{name} knows {', '.join(extra)}, not in the inventory's cluster")
         problems += [f"{name}: {problem}" for problem in slot_problems(view.nodes)]
         if view.info.get("cluster_state") != "ok":
             problems.append(f"{name}: cluster_state is {view.info.get('cluster_state', 'unknown')}")
@@ -205,3 +216,52 @@ def formed_problems(plan: Plan, views: dict[str, NodeView]) -> list[str]:
         problems += [f"{shard.name}: {name} does not replicate {serving[0]}" for name, me in own.items()
                      if name != serving[0] and (me is None or me.master_id != master_id)]
     return problems
+
+
+# ---- what a formed cluster has that the inventory does not, and the reverse ----------------
+
+def member_addresses(plan: Plan) -> dict[str, str]:
+    """ip:port (as CLUSTER NODES names a node) → the inventory's member host."""
+    cluster = plan.inventory.cluster
+    return {f"{plan.inventory.host(name).data_address}:{cluster.port}": name for name in cluster.members}
+
+
+def departing(plan: Plan, views: dict[str, NodeView]) -> dict[str, ClusterNode]:
+    """node id → the node, for every node some member knows that is no inventory member:
+    a shard or replica taken out of the inventory (or one nobody listed)."""
+    members = member_addresses(plan)
+    found: dict[str, ClusterNode] = {}
+    for view in views.values():
+        for node in view.nodes:
+            if node.address not in members and node.node_id not in found:
+                found[node.node_id] = node
+    return found
+
+
+def open_slots(views: dict[str, NodeView]) -> dict[int, tuple[str, str]]:
+    """slot → (source id, target id) of every slot some node has left migrating or importing
+    (a move in flight, or one a run did not finish)."""
+    found: dict[int, tuple[str, str]] = {}
+    for view in views.values():
+        own = myself(view.nodes)
+        if own is None:
+            continue
+        for slot, target in own.migrating:
+            found.setdefault(slot, (own.node_id, target))
+        for slot, source in own.importing:
+            found.setdefault(slot, (source, own.node_id))
+    return found
+
+
+def serving_masters(plan: Plan, views: dict[str, NodeView]) -> list[str | None]:
+    """Per inventory shard, in order: the node id of the member that serves its slots now (for a
+    shard that has none yet, the inventory's master), or None when that is not one node."""
+    found = []
+    for shard in plan.inventory.cluster.shards:
+        own = {name: myself(views[name].nodes) for name in shard.members if name in views}
+        with_slots = [me for me in own.values() if me is not None and me.is_master and me.slots]
+        named = own.get(shard.master)
+        if not with_slots and named is not None and named.is_master:
+            with_slots = [named]          # a new shard: the inventory's master, before it has slots
+        found.append(with_slots[0].node_id if len(with_slots) == 1 else None)
+    return found

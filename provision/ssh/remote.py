@@ -236,6 +236,17 @@ class Remote:
         channel.close()
         return f"no answer in {timeout:.0f}s to: {command}"
 
+    def open_tunnel(self, address: str, port: int, step: str, timeout: float = 10):
+        """A channel to address:port as the host reaches it (sshd's direct-tcpip, `ssh -L`):
+        a socket-like stream for resp.Link. Needs the host's sshd to allow TCP forwarding."""
+        transport = self.connection.client.get_transport()
+        try:
+            return transport.open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout)
+        except (paramiko.SSHException, OSError) as error:
+            raise HostError(self.name, step, f"open an SSH tunnel to {address}:{port}",
+                            f"{error or type(error).__name__}: moving cluster slots talks to the nodes through "
+                            "the SSH connection; the host's sshd must allow it (AllowTcpForwarding yes or local)")
+
     def holds(self) -> bool:
         """True while something hold() started is still held by this connection."""
         return bool(self._held)

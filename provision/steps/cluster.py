@@ -16,7 +16,7 @@ from provision.core.plan import ClusterNodePlan, Plan, cluster_nodes
 from provision.facts import cluster as cluster_facts
 from provision.facts.poll import poll
 from provision.ssh.remote import Remote
-from provision.steps import primitives, services
+from provision.steps import primitives, reshard, services
 from provision.steps.hostrun import HostRun
 
 #: seconds forming may take until every node has met the others and the state is ok
@@ -67,18 +67,26 @@ def _answers(remote: Remote, plan: Plan, node: ClusterNodePlan):
     return reply == "PONG", reply or result.stderr.strip()
 
 
-def form(plan: Plan, remotes: dict[str, Remote], record, check: bool) -> str:
-    """Forms the cluster over empty nodes, or leaves a formed one alone; returns what it did.
-    `record(host, action)` notes each change; `check`: say what would be sent, send nothing."""
+def form(plan: Plan, remotes: dict[str, Remote], record, check: bool, say=lambda text: None,
+         not_started: frozenset[str] = frozenset()) -> reshard.Reshape:
+    """Forms the cluster over empty nodes, leaves a formed one alone, or reshapes a formed one
+    whose members or slot shares differ from the inventory's (steps/reshard.py). `remotes`: the
+    members' and any retiring host's connections. `record(host, action)` notes each change;
+    `check`: say what would be sent, send nothing; `not_started` (under check only): members a
+    real run would start first, taken as the empty and alone nodes they would be."""
     cluster = plan.inventory.cluster
     nodes = cluster_nodes(plan.inventory)
-    views = {name: cluster_facts.view_of(remotes[name], plan, node, "cluster form") for name, node in nodes.items()}
+    views = {name: cluster_facts.view_of(remotes[name], plan, node, "cluster form") if name not in not_started
+             else cluster_facts.unstarted_view(node) for name, node in nodes.items()}
     problems = cluster_facts.formed_problems(plan, views)
-    if not problems:
-        return "formed"
+    members = reshard.sort_out(plan, views)
+    if not problems and not reshard.needed(plan, views, members):
+        return reshard.Reshape(released=reshard.released_hosts(plan, views))
     refusals = {name: cluster_facts.creation_refusal(node.host.data_address, views[name].nodes, views[name].keys)
                 for name, node in nodes.items()}
     blocking = {name: why for name, why in refusals.items() if why is not None}
+    if blocking and members.core:
+        return reshard.reshape(plan, remotes, views, record, check, say)
     if blocking:
         raise HostError(sorted(blocking)[0], "cluster form", "CLUSTER NODES on every node",
                         "the nodes are neither one formed cluster nor all empty and alone, so forming could merge "
@@ -96,14 +104,15 @@ def form(plan: Plan, remotes: dict[str, Remote], record, check: bool) -> str:
     if check:
         for command in replicate:
             record(command.host, command.why)
-        return "would form"
+        return reshard.Reshape()
     # A replica can only REPLICATE a master it knows: wait until every node has met every other.
     _wait(plan, remotes, nodes, "every node to know every other", lambda found: all(
         sum(known.met for known in view.nodes) >= len(nodes) for view in found.values()))
     for command in replicate:
         _send(plan, remotes, nodes[command.host], command, record, check)
-    _wait(plan, remotes, nodes, "the cluster to be whole and agreed", lambda found: not cluster_facts.formed_problems(plan, found))
-    return "formed now"
+    found = _wait(plan, remotes, nodes, "the cluster to be whole and agreed",
+                  lambda found: not cluster_facts.formed_problems(plan, found))
+    return reshard.Reshape(released=reshard.released_hosts(plan, found))
 
 
 def _send(plan, remotes, node: ClusterNodePlan, command: cluster_plan.ClusterCommand, record, check: bool) -> None:
@@ -120,3 +129,5 @@ def _wait(plan, remotes, nodes, what: str, reached) -> None:
         raise HostError(sorted(nodes)[0], "cluster form", f"wait for {what}",
                         f"not reached after {FORM_SECONDS}s; last seen:\n  - "
                         + "\n  - ".join(cluster_facts.formed_problems(plan, found)[:10]))
+    return found
+

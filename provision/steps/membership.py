@@ -49,14 +49,22 @@ def unwanted_processes(run: HostRun, monitored: tuple[Monitored, ...]):
     return found
 
 
-def retire(run: HostRun, monitored: tuple[Monitored, ...]) -> None:
+def retire(run: HostRun, monitored: tuple[Monitored, ...], keep_ports: frozenset[int] = frozenset()) -> None:
     """Stop what should not run here (replicas first is the caller's order: a master is refused
-    before this, preflight), and take a retiring host out of rc.local. Data stays."""
+    before this, preflight), and take a retiring host out of rc.local. Data stays. A port in
+    `keep_ports` (a cluster node its cluster still counts on) is left running, and said so."""
     run.begin("retire")
+    for port in sorted(keep_ports):
+        run.say(f"{run.name}: redis-server :{port} left running: the cluster still counts it as a member "
+                 "(its slots or its forgetting did not happen this run); the next deploy retries")
     for port, why in unwanted_processes(run, monitored):
+        if port in keep_ports:
+            continue
         what = "redis-sentinel" if port is None else f"redis-server :{port}"
         kept = "" if port is None else f"; its data stays in {run.layout.node_data_dir(port)}"
         run.act(f"stop {what} ({why}{kept})", lambda port=port: services.stop(run, port))
+    if keep_ports:
+        return      # its boot entries stay while its node does
     if run.host_plan.retiring and services.uses_systemd(run):
         units = [render.SENTINEL_UNIT] + [render.server_unit_name(process.port) for process in run.facts.processes
                                           if not process.sentinel]

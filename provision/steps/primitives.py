@@ -27,8 +27,17 @@ def _as(run: HostRun, path: str, command: str) -> str:
     return as_user_command(REDIS_USER if redis_place(run.layout, path) else None, command)
 
 
+def _not_made_yet(run: HostRun, path: str) -> bool:
+    """Under --check on a host the layout wave has not given its redis user yet: nothing in the
+    redis user's directories can be read as that user, and nothing there is the tool's yet."""
+    return run.options.check and run.facts is not None and not run.facts.has_redis_user \
+        and redis_place(run.layout, path)
+
+
 def read_file(run: HostRun, path: str) -> str | None:
     """The file's text, or None when it does not exist."""
+    if _not_made_yet(run, path):
+        return None
     quoted = shlex.quote(path)
     result = run.remote.run(_as(run, path, refuse_unless_plain_file(quoted) +
                                 f"if test -e {quoted}; then cat {quoted}; else exit 3; fi"))
@@ -41,6 +50,8 @@ def read_file(run: HostRun, path: str) -> str | None:
 
 def file_state(run: HostRun, path: str) -> tuple[str, str] | None:
     """(sha256, 'mode owner group') of a file, or None when absent."""
+    if _not_made_yet(run, path):
+        return None
     quoted = shlex.quote(path)
     result = run.remote.run(_as(run, path, refuse_unless_plain_file(quoted) +
                                 f"test -f {quoted} || exit 3; sha256sum {quoted} && stat -c '%a %U %G' {quoted}"))
