@@ -9,7 +9,8 @@ artifact cache and its ratio to the reference; a fresh deploy from the cache on 
 no-op re-runs at 3, 10 and 30 hosts (one group; and 30 hosts as 10 groups of 3 with 3
 sentinels); verify at 3 and 30; SSH round trips per host in a no-op; the controller's peak RSS
 for the 30-host no-op (a process of its own); a 6-host Redis Cluster of 3 shards: fresh deploy
-from the cache, no-op, verify (--cluster-only: those rows alone). No-ops and verifies are the
+from the cache, no-op, verify, a shard added to and taken out of a cluster holding 200,000 keys
+(--cluster-only: those rows alone). No-ops and verifies are the
 median of --runs.
 --quick skips the reference make and the compiling deploy (it needs a warm artifact cache).
 Prints figures and asserts nothing: targets are read by people (README, issue 8).
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -32,8 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from provision import cli  # noqa: E402
-from provision.ssh import remote  # noqa: E402
+from redis.cluster import RedisCluster  # noqa: E402
+
+from provision import cli, inventory  # noqa: E402
+from provision.ssh import netns, remote  # noqa: E402
 from lab import golden, hosts as lab_hosts, inventory_file  # noqa: E402
 from lab.paths import default_paths  # noqa: E402
 
@@ -170,6 +174,48 @@ def cluster_figures(lab: Lab, artifacts: Path, runs: int, figures: dict) -> None
     figures["verify_cluster_6_s"] = round(median_verify(inventory, runs), 3)
 
 
+THREE_SHARDS = [{"master": f"lab{index}", "replicas": [f"lab{index + 3}"]} for index in (1, 2, 3)]
+FOURTH_SHARD = {"master": "lab7", "replicas": ["lab8"]}
+RESHAPE_KEYS = 200_000
+MOVED = re.compile(r"cluster: moved (\d+) slot\(s\) with (\d+) key\(s\) in ([\d.]+)s")
+
+
+def reshape_figures(lab: Lab, artifacts: Path, figures: dict) -> None:
+    """A 3-shard cluster on 6 of 8 hosts holding RESHAPE_KEYS keys of 100 bytes: a fourth shard
+    added (lab7, lab8), then taken out again (state: absent). Each row: the whole deploy, the
+    slots and keys moved, and the keys/s of the moves themselves (deploy's own figure)."""
+    lab_hosts.down(lab.paths, log=QUIET)
+    made = lab_hosts.up(lab.paths, 8, log=QUIET)
+    base = inventory_file.write_cluster_variant(lab.paths, made, lab.work / "three.yml", THREE_SHARDS)
+    deploy(base, artifacts)
+    loaded = inventory.load(base)
+    with netns.joined(lab_hosts.BRIDGE_NAMESPACE):
+        admin = loaded.acl.admin
+        client = RedisCluster(host=loaded.host("lab1").data_address, port=6379, username=admin.name,
+                              password=admin.password.value)
+        try:
+            value = b"v" * 100
+            for start in range(0, RESHAPE_KEYS, 10_000):
+                pipeline = client.pipeline()
+                for index in range(start, start + 10_000):
+                    pipeline.set(f"key:{index}", value)
+                pipeline.execute()
+        finally:
+            client.close()
+    for name, shards, absent in (("add", THREE_SHARDS + [FOURTH_SHARD], ()), ("remove", THREE_SHARDS, ("lab7", "lab8"))):
+        path = inventory_file.write_cluster_variant(lab.paths, made, lab.work / f"{name}.yml", shards, absent)
+        lines: list[str] = []
+        seconds, report = timed(lambda: cli.deploy(str(path), artifact_dir=str(artifacts), say=lines.append))
+        if not report.ok:
+            raise SystemExit(f"the {name}-shard deploy failed: {[o.error for o in report.outcomes if o.error]}")
+        moved = next(MOVED.search(line) for line in lines if MOVED.search(line))
+        slots, keys, move_seconds = int(moved.group(1)), int(moved.group(2)), float(moved.group(3))
+        figures[f"{name}_shard_200k_s"] = round(seconds, 2)
+        figures[f"{name}_shard_slots"] = slots
+        figures[f"{name}_shard_keys"] = keys
+        figures[f"{name}_shard_keys_per_s"] = round(keys / move_seconds) if move_seconds else 0
+
+
 def all_figures(lab: Lab, artifacts: Path, arguments, figures: dict) -> None:
     """Every row but the cluster-only run's."""
     paths = lab.paths
@@ -203,6 +249,8 @@ def all_figures(lab: Lab, artifacts: Path, arguments, figures: dict) -> None:
             figures["peak_rss_30_mb"] = peak_rss_mb(inventory, artifacts)
     print("Redis Cluster, 6 hosts, 3 shards …", flush=True)
     cluster_figures(lab, artifacts, arguments.runs, figures)
+    print("Redis Cluster: a shard added to and taken out of 3 holding 200,000 keys …", flush=True)
+    reshape_figures(lab, artifacts, figures)
 
 
 def main() -> None:
@@ -222,6 +270,8 @@ def main() -> None:
             if arguments.cluster_only:
                 print("Redis Cluster, 6 hosts, 3 shards …", flush=True)
                 cluster_figures(lab, artifacts, arguments.runs, figures)
+                print("Redis Cluster: a shard added to and taken out of 3 holding 200,000 keys …", flush=True)
+                reshape_figures(lab, artifacts, figures)
             else:
                 all_figures(lab, artifacts, arguments, figures)
         finally:
@@ -249,7 +299,13 @@ def print_table(figures: dict) -> None:
             ("controller peak RSS, 30-host no-op", "peak_rss_30_mb", "MB"),
             ("fresh Redis Cluster, 6 hosts, warm cache", "fresh_cluster_6_s", "s"),
             ("no-op re-run, 6-host cluster", "no_op_cluster_6_s", "s"),
-            ("verify, 6-host cluster", "verify_cluster_6_s", "s")]
+            ("verify, 6-host cluster", "verify_cluster_6_s", "s"),
+            ("add a shard to 3 holding 200,000 keys", "add_shard_200k_s", "s"),
+            ("  keys moved", "add_shard_keys", ""),
+            ("  keys/s of the moves", "add_shard_keys_per_s", ""),
+            ("take the shard out again", "remove_shard_200k_s", "s"),
+            ("  keys moved", "remove_shard_keys", ""),
+            ("  keys/s of the moves", "remove_shard_keys_per_s", "")]
     print(f"\nmachine: {figures['machine']['cpus']} CPUs ({figures['machine']['cpu']}), "
           f"{figures['machine']['memory_gb']} GB, kernel {figures['machine']['kernel']}")
     print(f"{'figure':42} {'value':>9}  target")

@@ -53,6 +53,10 @@ def group_layout(names: list[str], groups: int, sentinels: int | None = None) ->
     return layout, names[:count]
 
 
+#: the lab's cluster timing: failures found in 2 s, a cut-off master refusing writes after 1 s
+CLUSTER_SETTINGS = {"node_timeout": 2000, "min_replicas_to_write": 1, "min_replicas_max_lag": 1}
+
+
 def cluster_layout(names: list[str], shards: int) -> dict:
     """`lab.up --cluster N`: a cluster of N shards over every host, each master with
     len/N - 1 replicas on other hosts (6 hosts, 3 shards: one replica each; 9 hosts: two)."""
@@ -61,8 +65,7 @@ def cluster_layout(names: list[str], shards: int) -> dict:
     if len(names) % shards or len(names) < 2 * shards:
         raise ValueError(f"--cluster {shards} needs a number of hosts that is a multiple of {shards}, at least "
                          f"{2 * shards} (each shard a master and a replica), not {len(names)}")
-    return {"hosts": list(names), "replicas_per_shard": len(names) // shards - 1, "node_timeout": 2000,
-            "min_replicas_to_write": 1, "min_replicas_max_lag": 1}
+    return {"hosts": list(names), "replicas_per_shard": len(names) // shards - 1, **CLUSTER_SETTINGS}
 
 
 def lab_inventory(paths: LabPaths, hosts: list[LabHost], tarball: Path, groups: int = 1,
@@ -115,5 +118,24 @@ def write_lab_inventory(paths: LabPaths, hosts: list[LabHost], target: Path, gro
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
     temporary.write_text(header + yaml.safe_dump(document, sort_keys=False))
+    temporary.rename(target)
+    return target
+
+
+
+def write_cluster_variant(paths: LabPaths, hosts: list[LabHost], target: Path, shards: list[dict],
+                          absent: tuple[str, ...] = ()) -> Path:
+    """A lab cluster inventory with explicit `shards` (each {master, replicas}) over those of
+    `hosts` they name, plus the `absent` ones kept with state: absent: how a user grows a
+    cluster (a shard added) or shrinks it (a shard taken out, its hosts retired)."""
+    document = lab_inventory(paths, hosts, golden.fetch_redis_source(paths))
+    del document["groups"], document["sentinels"]
+    used = {member for shard in shards for member in (shard["master"], *shard["replicas"])}
+    document["hosts"] = {name: {**spec, **({"state": "absent"} if name in absent else {})}
+                         for name, spec in document["hosts"].items() if name in used or name in absent}
+    document["cluster"] = {**CLUSTER_SETTINGS, "shards": shards}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text("# A lab cluster grown or shrunk: explicit shards.\n" + yaml.safe_dump(document, sort_keys=False))
     temporary.rename(target)
     return target

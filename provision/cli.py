@@ -257,7 +257,9 @@ def verify(inventory_path: str, as_json: bool = False, say=output.say, limit: st
 def status(inventory_path: str, as_json: bool = False, say=output.say, limit: str | None = None) -> Verdict:
     from provision.checks import status as live
     patterns = parse_limit(limit)
-    plan = load_plan(inventory_path, task="status")
+    plan = load_plan(inventory_path)
+    if plan.inventory.cluster is not None:
+        return _cluster_status(plan, as_json, say, set(limit_names(plan, patterns)) if limit is not None else None)
     shown = set(limit_names(plan, patterns)) if limit is not None else None
     with controller_network(plan):
         connections, failed = remote.open_all(plan)
@@ -276,11 +278,37 @@ def status(inventory_path: str, as_json: bool = False, say=output.say, limit: st
     return Verdict(live.healthy(groups, unreachable), ordered, live.healthy(groups, {}))
 
 
+def _cluster_status(plan: planner.Plan, as_json: bool, say, shown: set[str] | None) -> Verdict:
+    """status of a Redis Cluster: a row per node (shard, role, slots, keys, replication lag);
+    --limit keeps the rows of those hosts (the cluster's wholeness is still judged on all)."""
+    from provision.checks import status as live
+    with controller_network(plan):
+        connections, failed = remote.open_all(plan)
+        try:
+            rows, problems = live.cluster_view(plan, connections)
+        finally:
+            remote.close_all(connections)
+    unreachable = {name: remote.reason(error) for name, error in failed.items()}
+    if shown is not None:
+        rows = tuple(row for row in rows if row.host in shown)
+    if as_json:
+        print(output.mask(live.format_cluster_json(rows, problems, unreachable)), flush=True)
+    else:
+        say(live.format_cluster_view(rows, problems, unreachable))
+    ordered = tuple(host.name for host in plan.inventory.hosts if host.name in unreachable)
+    return Verdict(not problems and not unreachable, ordered,
+                   bool(unreachable) and all(problem.endswith("did not answer") for problem in problems))
+
+
 def failover(inventory_path: str, group: str | None = None, say=output.say, check: bool = False,
-             confirm=None):
-    """`confirm(question)`: asked before a real failover of a group outside the lab."""
+             confirm=None, shard: str | None = None):
+    """`confirm(question)`: asked before a real failover of a group (or a cluster shard) outside the lab."""
     from provision.ops import failover as switchover
-    plan = load_plan(inventory_path, task="failover")
+    plan = load_plan(inventory_path)
+    if plan.inventory.cluster is not None:
+        return _shard_failover(plan, shard, say, check, confirm)
+    if shard is not None:
+        raise UsageError(f"{inventory_path}: --shard names a cluster shard, and this inventory has no cluster section")
     if not check:
         require_confirmation(plan, confirm, f"fail over group {switchover.named_group(plan, group).name} "
                                             "(its writes pause for up to a few seconds)")
@@ -292,6 +320,23 @@ def failover(inventory_path: str, group: str | None = None, say=output.say, chec
         return result
     say(f"group {result.group}: {result.old_master} -> {result.new_master}; all sentinels agreed after "
         f"{result.seconds_to_switch:.2f}s, {result.old_master} replicating from it after {result.seconds_to_rejoin:.2f}s")
+    return result
+
+
+def _shard_failover(plan: planner.Plan, shard: str | None, say, check: bool, confirm):
+    from provision.ops import shard_failover
+    named = shard_failover.named_shard(plan, shard)
+    if not check:
+        require_confirmation(plan, confirm, f"fail over cluster shard {named.name} (its writes pause until the "
+                                            "replica has caught up)")
+    with controller_network(plan):
+        result = shard_failover.run(plan, named.name, check=check)
+    if check:
+        say(f"{result.shard}: would send CLUSTER FAILOVER to {result.new_master} (freshest linked replica of "
+            f"{result.old_master}; candidates {', '.join(result.candidates)}); nothing changed")
+        return result
+    say(f"{result.shard}: {result.old_master} -> {result.new_master}; master after {result.seconds_to_switch:.2f}s, "
+        f"every node agreed and {result.old_master} replicating it after {result.seconds_to_agree:.2f}s")
     return result
 
 

@@ -197,11 +197,15 @@ def _verdict_code(verdict, allow_unreachable: bool) -> int:
     return EXIT_OK if verdict.ok else EXIT_FAILED
 
 
-@_task({"check": "show which master would hand over to which replicas; change nothing"})
-def failover(c, inventory=DEFAULT_INVENTORY, group=None, check=False, yes=False, verbose=0, log_file=None):
-    """Controlled switchover via SENTINEL FAILOVER; waits until it is complete and prints the time.
-    Outside the lab it asks first (or takes --yes)."""
-    _run(lambda: bool(cli.failover(inventory, group, check=check, confirm=_confirm(yes))), verbose, log_file)
+@_task({"check": "show which master would hand over to which replicas; change nothing",
+        "shard": "a Redis Cluster inventory: the shard to fail over (default: the first)"})
+def failover(c, inventory=DEFAULT_INVENTORY, group=None, shard=None, check=False, yes=False, verbose=0,
+             log_file=None):
+    """Controlled switchover via SENTINEL FAILOVER (a cluster shard: CLUSTER FAILOVER on its
+    freshest replica); waits until it is complete and prints the time. Outside the lab it asks
+    first (or takes --yes)."""
+    _run(lambda: bool(cli.failover(inventory, group, check=check, confirm=_confirm(yes), shard=shard)), verbose,
+         log_file)
 
 
 @_task({"host": "the node to promote (default: the freshest reachable one, by its last AOF append)",

@@ -120,7 +120,7 @@ def test_plan_shows_each_host_its_shard_and_slots_and_the_tasks_without_cluster_
     assert shown.returncode == 0, shown.stderr
     assert "cluster master of shard-1 (slots 0-5461) :6379 bus :16379" in shown.stdout
     assert "cluster replica in shard-3 :6379" in shown.stdout
-    for task in ("status", "failover", "drill", "upgrade"):
+    for task in ("drill", "upgrade"):
         refused = offline(task, "-i", path, *(("--version", "7.2.4") if task == "upgrade" else ()))
         assert refused.returncode == 2 and "does not handle Redis Cluster yet" in refused.stderr, refused.stderr
 
@@ -198,3 +198,14 @@ def test_a_cluster_node_starts_without_the_sentinel_guard_at_boot_and_under_syst
     assert "ExecStart=/app/redis/bin/redis-server /app/redis/conf/redis-6379.conf" in unit
     assert "ExecStartPre" not in unit and "--keep" not in unit and "cluster shard-1" in unit
     assert "redis-sentinel.service" not in render.unit_files(plan, host_plan)
+
+
+def test_failover_names_a_shard_only_of_a_cluster_and_an_unknown_shard_is_refused(tmp_path):
+    from tests.test_cli import offline
+    from pathlib import Path
+    top = Path(__file__).resolve().parent.parent / "inventory"
+    refused = offline("failover", "-i", str(top / "prod.yml"), "--shard", "shard-1", "--check")
+    assert refused.returncode == 2 and "--shard names a cluster shard" in refused.stderr, refused.stderr
+    refused = offline("failover", "-i", str(top / "cluster.yml"), "--shard", "shard-9", "--check")
+    assert refused.returncode == 2 and "no shard 'shard-9'" in refused.stderr and "shard-1, shard-2, shard-3" \
+        in refused.stderr, refused.stderr

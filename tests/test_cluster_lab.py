@@ -205,6 +205,51 @@ def node_roles_of(cluster_inventory, name: str) -> str | None:
         node.close()
 
 
+def test_status_shows_each_shard_with_its_slots_keys_and_replication_lag(formed, cluster_lab):
+    from provision import cli
+    lines: list[str] = []
+    verdict = cli.status(str(cluster_lab), say=lines.append)
+    shown = "\n".join(lines)
+    print(shown)
+    assert verdict.ok, shown
+    assert "cluster: 3 shards, 16384 of 16384 slots served" in shown and "whole and agreed" in shown, shown
+    rows = {line.split()[1]: line.split() for line in shown.splitlines()[2:] if line.startswith("  shard-")}
+    assert sorted(rows) == HOSTS, shown
+    masters = [row for row in rows.values() if row[2] == "master"]
+    assert len(masters) == 3 and sum(int(row[5]) for row in masters) == 16384, shown
+    replicas = [row for row in rows.values() if row[2] == "slave"]
+    assert len(replicas) == 3 and all("up" in row and row[-1].endswith("B") for row in replicas), shown
+
+
+def test_failover_of_a_shard_under_writes_hands_it_to_its_replica_and_loses_no_acknowledged_write(
+        formed, cluster_lab, cluster_inventory):
+    from provision import cli
+    shard = cluster_inventory.cluster.shards[2]
+    roles = node_roles(cluster_inventory)
+    master = next(name for name in shard.members if roles[name][0] == "master")
+    replica = next(name for name in shard.members if name != master)
+    lines: list[str] = []
+    planned = cli.failover(str(cluster_lab), shard=shard.name, check=True, say=lines.append)
+    assert planned.new_master == replica and node_roles(cluster_inventory)[master][0] == "master", lines
+    admin = cluster_inventory.acl.admin
+    addresses = [cluster_inventory.host(name).data_address for name in HOSTS]
+    with ClusterWriter(addresses, admin.name, admin.password.value) as writer:
+        time.sleep(1)
+        result = cli.failover(str(cluster_lab), shard=shard.name, say=lines.append, confirm=lambda _: True)
+        time.sleep(1)
+    print("\n".join(lines), writer.summary(), sep="\n")
+    assert (result.old_master, result.new_master) == (master, replica)
+    roles_after = node_roles(cluster_inventory)
+    assert (roles_after[master][0], roles_after[replica][0]) == ("slave", "master")
+    client = cluster_client(cluster_inventory)
+    try:
+        lost = writer.lost(client)
+    finally:
+        client.close()
+    assert lost == dict.fromkeys(KINDS, 0), writer.summary()
+    assert verify_failures(cluster_lab) == []
+
+
 def test_forming_is_refused_over_nodes_that_already_belong_to_a_cluster(formed, cluster_lab, cluster_inventory,
                                                                          lab_paths, artifact_dir):
     """lab6 re-imaged: it comes back empty and alone while the five others still know its old
@@ -239,3 +284,4 @@ def _ids_and_slots(text: str) -> set[tuple[str, str]]:
 
 def _ids(text: str) -> frozenset[str]:
     return frozenset(line.split()[0] for line in text.splitlines() if line.strip())
+

@@ -9,7 +9,6 @@ import time
 
 import pytest
 import redis
-import yaml
 from redis.cluster import ClusterNode, RedisCluster
 
 from lab import hosts as lab_hosts
@@ -31,36 +30,19 @@ FOURTH_SHARD = {"master": "lab7", "replicas": ["lab8"]}
 
 @pytest.fixture(scope="module")
 def reshape_lab(lab, lab_paths, tmp_path_factory):
-    """(the six-host inventory path, its document, the directory for variants) over freshly
-    imaged hosts; all eight re-imaged after."""
+    """(the lab paths, the eight hosts, a directory for the inventories) over freshly imaged
+    hosts; all eight re-imaged after."""
     made = lab_hosts.up(lab_paths, len(HOSTS), log=lambda _: None)
     for name in HOSTS:
         lab_hosts.reinstall(lab_paths, name, log=lambda _: None)
-    directory = tmp_path_factory.mktemp("reshape")
-    six = [host for host in made if host.name in FIRST_SIX]
-    path = inventory_file.write_lab_inventory(lab_paths, six, directory / "three-shards.yml", cluster=3)
-    document = yaml.safe_load(path.read_text())
-    everyone = inventory_file.lab_inventory(lab_paths, made, inventory_file.golden.fetch_redis_source(lab_paths))
-    document["hosts"] = everyone["hosts"]
-    document["cluster"] = {key: value for key, value in document["cluster"].items()
-                           if key not in ("hosts", "replicas_per_shard")}
-    yield directory, document
+    yield lab_paths, made, tmp_path_factory.mktemp("reshape")
     for name in HOSTS:
         lab_hosts.reinstall(lab_paths, name, log=lambda _: None)
 
 
 def variant(reshape_lab, name: str, shards: list[dict], absent: tuple[str, ...] = ()):
-    """An inventory of the module's hosts with these shards; hosts in no shard are left out,
-    those in `absent` kept with state: absent."""
-    directory, base = reshape_lab
-    used = {member for shard in shards for member in (shard["master"], *shard["replicas"])}
-    document = dict(base)
-    document["hosts"] = {host: {**spec, **({"state": "absent"} if host in absent else {})}
-                         for host, spec in base["hosts"].items() if host in used or host in absent}
-    document["cluster"] = {**base["cluster"], "shards": shards}
-    path = directory / f"{name}.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
+    paths, made, directory = reshape_lab
+    return inventory_file.write_cluster_variant(paths, made, directory / f"{name}.yml", shards, absent)
 
 
 @pytest.fixture(scope="module")

@@ -132,3 +132,89 @@ def format_json(plan: Plan, groups: tuple[GroupView, ...], unreachable: dict[str
                                    "nodes": [asdict(node) for node in group.nodes],
                                    "sentinels": [asdict(sentinel) for sentinel in group.sentinels]})
     return json.dumps(document, indent=2)
+
+
+# ---- a Redis Cluster: its shards, their slots, keys and replication lag ------------------
+
+@dataclass(frozen=True)
+class ClusterNodeStatus:
+    host: str
+    shard: str
+    role: str              # master / slave / down / unreachable
+    master_host: str | None
+    slots: str             # the ranges it serves ("0-4095"), "" for a replica
+    slot_count: int
+    keys: int | None
+    link: str | None       # a replica's master_link_status
+    lag: int | None        # seconds, as its master reports it
+    behind: int | None     # bytes of replication stream not yet applied (master offset - its own)
+
+
+def cluster_view(plan: Plan, connections: dict[str, Remote]) -> tuple[tuple[ClusterNodeStatus, ...], list[str]]:
+    """(a row per member, in shard order; what keeps the cluster from being whole, as verify says it)."""
+    from provision.core.cluster import ranges_of
+    from provision.core.plan import cluster_nodes
+    from provision.facts import cluster as cluster_facts
+    nodes = cluster_nodes(plan.inventory)
+    views, infos = {}, {}
+    for name, node in nodes.items():
+        connection = connections.get(name)
+        if connection is None:
+            continue
+        try:
+            views[name] = cluster_facts.view_of(connection, plan, node, "status")
+        except Exception:        # a node that does not answer is a row saying so, not a failed status
+            continue
+        infos[name] = rediscli.parse_info(cluster_facts.call(connection, plan, node, ["INFO", "replication"]).stdout)
+    lags: dict[str, int] = {}
+    offsets: dict[str, int] = {}
+    for info in infos.values():
+        if info.get("role") == "master":
+            for address, replica in rediscli.replicas_in_info(info).items():
+                lags[address] = int(replica.get("lag", -1))
+                offsets[address] = int(info.get("master_repl_offset", 0)) - int(replica.get("offset", 0))
+    hosts_by_id = {}
+    for name, found in views.items():
+        me = cluster_facts.myself(found.nodes)
+        if me is not None:
+            hosts_by_id[me.node_id] = name
+    rows = []
+    for name, node in nodes.items():
+        if name not in connections:
+            rows.append(ClusterNodeStatus(name, node.shard.name, "unreachable", None, "", 0, None, None, None, None))
+            continue
+        if name not in views:
+            rows.append(ClusterNodeStatus(name, node.shard.name, "down", None, "", 0, None, None, None, None))
+            continue
+        me = cluster_facts.myself(views[name].nodes)
+        info = infos[name]
+        served = [slot for first, last in me.slots for slot in range(first, last + 1)]
+        role = "master" if me.is_master else "slave"
+        rows.append(ClusterNodeStatus(name, node.shard.name, role, hosts_by_id.get(me.master_id or "", me.master_id),
+                                      ranges_of(served) if served else "", len(served), views[name].keys,
+                                      info.get("master_link_status"), lags.get(node.host.data_address),
+                                      offsets.get(node.host.data_address)))
+    problems = cluster_facts.formed_problems(plan, views) if len(views) == len(nodes) else \
+        [f"{name} did not answer" for name in nodes if name not in views]
+    return tuple(rows), problems
+
+
+def format_cluster_view(rows: tuple[ClusterNodeStatus, ...], problems: list[str], unreachable: dict[str, str]) -> str:
+    shards = {row.shard for row in rows}
+    masters = [row for row in rows if row.role == "master"]
+    lines = [f"cluster: {len(shards)} shards, {sum(row.slot_count for row in masters)} of 16384 slots served, "
+             f"{sum(row.keys or 0 for row in masters)} keys; {'whole and agreed' if not problems else 'NOT whole'}"]
+    lines += format_table(("SHARD", "NODE", "ROLE", "OF", "SLOTS", "COUNT", "KEYS", "LINK", "LAG", "BEHIND"),
+                          [(row.shard, row.host, row.role, row.master_host, row.slots or None,
+                            row.slot_count or None, row.keys, row.link, None if row.lag is None else f"{row.lag}s",
+                            None if row.behind is None else f"{row.behind}B") for row in rows],
+                          right=frozenset({5, 6, 8, 9}), indent="  ")
+    lines += [f"  problem: {problem}" for problem in problems]
+    lines += [f"unreachable: {name}: {reason}" for name, reason in unreachable.items()]
+    return "\n".join(lines)
+
+
+def format_cluster_json(rows: tuple[ClusterNodeStatus, ...], problems: list[str], unreachable: dict[str, str]) -> str:
+    return json.dumps({"schema_version": 1, "ok": not problems and not unreachable,
+                       "cluster": {"nodes": [asdict(row) for row in rows], "problems": problems},
+                       "unreachable": unreachable}, indent=2)
