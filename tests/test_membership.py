@@ -148,3 +148,30 @@ def test_what_must_stop_on_a_host_follows_the_inventory_and_the_sentinels(tmp_pa
                                                          (None, "the host is state: absent")]
     lab2 = run_on("lab2", server(address="10.77.0.12"), sentinel)
     assert membership.unwanted_processes(lab2, view) == []
+
+
+def test_a_retiring_hosts_cluster_node_its_cluster_still_counts_on_keeps_running_with_its_boot_entry(tmp_path):
+    """The cluster's reshape failed before every member forgot lab5's node: the retire wave
+    stops lab5's other processes but not that node, and leaves rc.local as it is."""
+    from provision.steps.hostrun import HostRun, RunOptions
+    from tests.fakeremote import FakeFile, FakeRemote
+    document = base()
+    document["hosts"] = {f"lab{i}": {"address": f"10.77.0.1{i}"} for i in range(1, 6)}
+    document["hosts"]["lab5"]["state"] = "absent"
+    document["groups"] = {"mymaster": {"master": "lab1", "replicas": ["lab2"], "quorum": 2}}
+    document["sentinels"] = ["lab1", "lab2", "lab3"]
+    plan = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    host_plan = plan.host_plan("lab5")
+    rc_local = render.with_rc_local_block(None, "start redis\n")
+    fake = FakeRemote(host_plan.host, answers=[(r"kill -TERM 100$", "", 0), (r"kill -0 100", "", 1),
+                                               (r"cat /app/redis/run/redis-sentinel.pid", "100\n", 0),
+                                               (r"cat /app/redis/run/redis-\d+.pid", "200\n", 0),
+                                               (r"kill -0 ", "", 0), (r"/proc/", "", 0), (r"systemctl", "", 1)],
+                      files={plan.layout.rc_local: FakeFile(rc_local, 0o755)})
+    said: list[str] = []
+    run = HostRun(fake, plan, host_plan, RunOptions(), said.append)
+    run.facts = host_facts(server(address="10.77.0.15"), server(port=26379, sentinel=True))
+    membership.retire(run, (), keep_ports=frozenset({6379}))
+    assert any("redis-server :6379 left running: the cluster still counts it as a member" in line for line in said)
+    assert not any("kill -TERM 200" in command for command in fake.commands), fake.commands
+    assert fake.files[plan.layout.rc_local].content == rc_local
