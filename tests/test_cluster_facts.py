@@ -139,3 +139,29 @@ def test_what_keeps_a_cluster_from_being_formed_is_named(tmp_path):
     assert any(problem.startswith("n6: 16384 slot(s) served by no master") for problem in problems)
     assert "shard-3: n6 does not replicate n3" in problems
     assert any(problem.startswith("slot maps differ from n1's on") and "n6" in problem for problem in problems)
+
+
+def test_several_questions_to_a_node_go_in_one_round_trip_with_one_login_and_keep_their_own_answers(tmp_path):
+    import re
+    from provision.facts import rediscli
+    from provision.ssh.remote import CommandResult
+    plan = six_node_plan(tmp_path)
+    sent = []
+
+    class OneHost:
+        name = "n1"
+
+        def run(self, command, stdin=None, timeout=None):
+            sent.append((command, stdin))
+            marker = re.search(r"--redis-provision-part-[0-9a-f]+--", command).group(0)
+            return CommandResult(command, 0, f"line 1\nline 2\n{marker} 0\nERR unknown\n{marker} 0\n"
+                                             f"Could not connect to Redis at 10.0.0.1:6379\n{marker} 1\n", "")
+    results = rediscli.call_several(OneHost(), plan.layout, "10.0.0.1", 6379,
+                                    [["CLUSTER", "NODES"], ["BOGUS"], ["DBSIZE"]], user=plan.inventory.acl.admin)
+    (command, stdin), = sent
+    assert command.count("read -r REDISCLI_AUTH") == 1 and command.count("redis-cli") == 3
+    assert stdin == plan.inventory.acl.admin.password.value + "\n"
+    assert plan.inventory.acl.admin.password.value not in command
+    assert [result.stdout for result in results] == ["line 1\nline 2\n", "ERR unknown\n", ""]
+    assert rediscli.reply_error(results[1]) == "ERR unknown"
+    assert not results[2].ok and "Could not connect" in results[2].stderr

@@ -215,3 +215,36 @@ def test_a_shard_taken_out_under_writes_hands_its_slots_back_and_stops_keeping_i
     assert run_on(loaded, "lab7", "ls /app/redis/data/6379").strip(), "lab7's data should stay on disk"
     report, output = deploy(shrunk, artifact_dir)
     assert report.ok and report.changed == 0, output
+
+
+def test_a_replica_added_to_a_shard_and_taken_out_again_under_writes_loses_nothing(
+        three_shards, reshape_lab, artifact_dir, lab_paths):
+    """lab7 (re-imaged: a retired host keeps its old cluster identity on disk) becomes shard-1's
+    second replica, then leaves again; the slots never move."""
+    lab_hosts.reinstall(lab_paths, "lab7", log=lambda _: None)
+    two_replicas = [{"master": "lab1", "replicas": ["lab4", "lab7"]}] + THREE_SHARDS[1:]
+    grown = variant(reshape_lab, "shard-1-two-replicas", two_replicas, absent=("lab8",))
+    loaded = inventory.load(grown)
+    before = shares(loaded, FIRST_SIX)
+    report, output, writer, lost = deploy_under_writes(grown, loaded, artifact_dir)
+    assert report.ok, output
+    assert "lab7: cluster form: joins the cluster (CLUSTER MEET from lab1)" in output, output
+    assert "lab7: cluster form: shard-1: replicates lab1" in output and "cluster form: move" not in output, output
+    assert shares(loaded, FIRST_SIX) == before
+    replica = node_client(loaded, "lab7")
+    try:
+        info = replica.info("replication")
+        assert info["role"] == "slave" and info["master_link_status"] == "up", info
+        assert replica.dbsize() > 0
+    finally:
+        replica.close()
+    assert_no_write_lost(writer, lost, loaded)
+    assert verify_failures(grown) == []
+    shrunk = variant(reshape_lab, "shard-1-one-replica", THREE_SHARDS, absent=("lab7", "lab8"))
+    loaded = inventory.load(shrunk)
+    report, output, writer, lost = deploy_under_writes(shrunk, loaded, artifact_dir)
+    assert report.ok, output
+    assert "lab7: cluster form: leaves the cluster" in output and "lab7: retire: stop redis-server :6379" in output
+    assert "cluster form: move" not in output, output
+    assert_no_write_lost(writer, lost, loaded)
+    assert verify_failures(shrunk) == []

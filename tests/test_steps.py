@@ -209,7 +209,7 @@ def test_a_password_change_goes_live_with_the_password_on_stdin_only(lab_like_pl
     host_plan = lab_like_plan.host_plan("lab2")
     fake = FakeRemote(host_plan.host, answers=[(r".", "OK\n", 0)])
     run = HostRun(fake, lab_like_plan, host_plan, RunOptions(), lambda _: None)
-    refused = node_step._apply_live(run, host_plan.nodes[0], (("masterauth",),),
+    refused = node_step.apply_live(run, host_plan.nodes[0], (("masterauth",),),
                                     node_step.wanted_directives(run, host_plan.nodes[0]))
     assert refused == []
     assert not any("replication-password-1" in command for command in fake.commands), fake.commands
@@ -283,5 +283,5 @@ def test_a_nodes_wanted_directives_are_rendered_once_for_prediction_patch_and_li
     assert node.predicted_restart_keys(run, node_plan, wanted) == ()
     outcome = node.configure(run, node_plan, plan.inventory.host("lab1"), wanted)
     assert outcome.live_keys == (("maxmemory",),)
-    assert node._apply_live(run, node_plan, outcome.live_keys, outcome.wanted) == []
+    assert node.apply_live(run, node_plan, outcome.live_keys, outcome.wanted) == []
     assert len(renders) == 1

@@ -22,7 +22,7 @@ def cluster_checks(plan: Plan, connections: dict[str, Remote], answering: set[st
     silent = sorted(set(nodes) - answering)
     if silent:
         return [(first, "cluster", False, f"not checked: {', '.join(silent)} did not answer")]
-    views = {name: cluster_facts.view_of(connections[name], plan, node, "verify") for name, node in nodes.items()}
+    views = cluster_facts.views_of(connections, plan, nodes, "verify")
     problems = cluster_facts.formed_problems(plan, views)
     rows = [(first, "cluster formed", not problems, "; ".join(problems[:5]) or
              f"{len(cluster.shards)} shards, 16384 slots served and agreed by {len(nodes)} nodes, state ok")]

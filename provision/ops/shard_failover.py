@@ -97,4 +97,4 @@ def _view(plan, connections, nodes, name):
 
 
 def _views(plan, connections, nodes):
-    return {name: _view(plan, connections, nodes, name) for name in nodes}
+    return cluster_facts.views_of(connections, plan, nodes, STEP)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from provision.base.errors import HostError
 from provision.core import cluster as cluster_plan
+from provision.base import directives
 from provision.core import confparse, render
 from provision.core.plan import ClusterNodePlan, Plan, cluster_nodes
 from provision.facts import cluster as cluster_facts
 from provision.facts.poll import poll
 from provision.ssh.remote import Remote
+from provision.steps import node as node_steps
 from provision.steps import primitives, reshard, services
 from provision.steps.hostrun import HostRun
 
@@ -24,8 +26,9 @@ FORM_SECONDS = 60
 
 
 def configure_node(run: HostRun, node: ClusterNodePlan) -> None:
-    """redis.conf written whole when it does not exist; afterwards only compared: changing a
-    cluster node's settings on a running cluster is a later step, refused until it lands."""
+    """redis.conf written whole when it does not exist; afterwards patched where it differs, for
+    settings Redis changes live (then CONFIG SET); one that needs a restart is refused: rolling
+    a cluster's nodes (replicas first, CLUSTER FAILOVER per shard) is a later step."""
     run.begin("cluster configure")
     systemd = services.uses_systemd(run)
     path = run.layout.redis_conf(node.port)
@@ -33,13 +36,25 @@ def configure_node(run: HostRun, node: ClusterNodePlan) -> None:
     if current is None:
         primitives.ensure_file(run, path, render.cluster_redis_conf(run.plan, node, systemd), 0o640, "redis", "redis")
         return
-    changed = confparse.differing_keys(current, render.cluster_owned_directives(run.plan, node, systemd))
-    if changed:
+    wanted = render.cluster_owned_directives(run.plan, node, systemd)
+    changed = confparse.differing_keys(current, wanted)
+    restart = [key for key in changed if directives.redis_needs_restart(key)]
+    if restart:
         raise HostError(run.name, run.step, f"compare {path}",
-                        "the cluster node's file differs from the inventory in: "
-                        + ", ".join(" ".join(key) for key in changed)
-                        + "; changing a cluster node's settings is not built yet: nothing was changed")
-    primitives.ensure_file(run, path, current, 0o640, "redis", "redis")   # mode and owner only
+                        "the cluster node's file differs from the inventory in settings Redis cannot change live: "
+                        + ", ".join(" ".join(key) for key in restart)
+                        + "; restarting cluster nodes for a setting is not built yet: nothing was changed")
+    if not changed:
+        primitives.ensure_file(run, path, current, 0o640, "redis", "redis")   # mode and owner only
+        return
+    # Live settings (a shard's replica count in repl-diskless-sync-max-replicas, maxmemory …):
+    # the file first, so a restart keeps them, then CONFIG SET on the running node.
+    primitives.ensure_file(run, path, confparse.patch(current, wanted, list(changed)), 0o640, "redis", "redis")
+    if services.running_pid(run, node.port) is not None:
+        refused = node_steps.apply_live(run, node, tuple(changed), wanted)
+        if refused:
+            raise HostError(run.name, run.step, "CONFIG SET", "Redis refused to change live: "
+                            + ", ".join(" ".join(key) for key in refused) + f"; {path} has the new value(s)")
 
 
 def start_command(run: HostRun, node: ClusterNodePlan) -> str:
@@ -76,8 +91,8 @@ def form(plan: Plan, remotes: dict[str, Remote], record, check: bool, say=lambda
     real run would start first, taken as the empty and alone nodes they would be."""
     cluster = plan.inventory.cluster
     nodes = cluster_nodes(plan.inventory)
-    views = {name: cluster_facts.view_of(remotes[name], plan, node, "cluster form") if name not in not_started
-             else cluster_facts.unstarted_view(node) for name, node in nodes.items()}
+    views = cluster_facts.views_of(remotes, plan, nodes, "cluster form",
+                                   {name: cluster_facts.unstarted_view(nodes[name]) for name in not_started})
     problems = cluster_facts.formed_problems(plan, views)
     members = reshard.sort_out(plan, views)
     if not problems and not reshard.needed(plan, views, members):
@@ -123,8 +138,7 @@ def _send(plan, remotes, node: ClusterNodePlan, command: cluster_plan.ClusterCom
 
 
 def _wait(plan, remotes, nodes, what: str, reached) -> None:
-    done, found = poll(lambda: {name: cluster_facts.view_of(remotes[name], plan, node, "cluster form")
-                                for name, node in nodes.items()}, reached, FORM_SECONDS, 0.5)
+    done, found = poll(lambda: cluster_facts.views_of(remotes, plan, nodes, "cluster form"), reached, FORM_SECONDS, 0.5)
     if not done:
         raise HostError(sorted(nodes)[0], "cluster form", f"wait for {what}",
                         f"not reached after {FORM_SECONDS}s; last seen:\n  - "

@@ -199,7 +199,7 @@ def predicted_restart_keys(run: HostRun, node: NodePlan, wanted: tuple[Directive
                  if directives.redis_needs_restart(key)) + removed + version_restart_keys(run, node)
 
 
-def _apply_live(run: HostRun, node: NodePlan, keys: tuple[tuple[str, ...], ...],
+def apply_live(run: HostRun, node: NodePlan | ClusterNodePlan, keys: tuple[tuple[str, ...], ...],
                 wanted_directives: tuple[Directive, ...]) -> list[tuple[str, ...]]:
     """CONFIG SET each changed setting; returns the keys Redis refused live (they need a restart)."""
     wanted = {directive.key: directive for directive in wanted_directives}
@@ -279,7 +279,7 @@ def ensure_running(run: HostRun, node: NodePlan, outcome: ConfigOutcome, acl_cha
             None if live_acl_matches(run, node) else "its live users differ from users.acl"
         if reload_reason:
             run.act(f"ACL LOAD on redis-server :{node.port} ({reload_reason})", lambda: acl_load(run, node))
-        restart_keys += _apply_live(run, node, outcome.live_keys, outcome.wanted)
+        restart_keys += apply_live(run, node, outcome.live_keys, outcome.wanted)
         restart_keys += _revert_live(run, node, [item for item in outcome.reverted if (item[0],) not in restart_keys])
         if not restart_keys:
             return None

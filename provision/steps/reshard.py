@@ -202,7 +202,7 @@ def reshape(plan: Plan, remotes: dict[str, Remote], views: dict[str, cluster_fac
 
 
 def _views(plan: Plan, remotes: dict[str, Remote]) -> dict[str, cluster_facts.NodeView]:
-    return {name: cluster_facts.view_of(remotes[name], plan, node, STEP) for name, node in cluster_nodes(plan.inventory).items()}
+    return cluster_facts.views_of(remotes, plan, cluster_nodes(plan.inventory), STEP)
 
 
 def _wait(plan: Plan, remotes: dict[str, Remote], what: str, reached) -> dict[str, cluster_facts.NodeView]:
