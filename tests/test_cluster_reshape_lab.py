@@ -122,19 +122,25 @@ def deploy_under_writes(path, loaded, artifact_dir):
 
 def assert_no_write_lost(writer: ClusterWriter, lost: dict[str, int], loaded) -> None:
     """Every kind written and acknowledged many times, none lost, the client refused only with
-    redirects, and every key of the fill still there."""
+    redirects (or by a node that left), and every key of the fill still there."""
     assert all(len(written) > 20 for written in writer.acknowledged.values()), writer.summary()
     assert lost == dict.fromkeys(KINDS, 0), writer.summary()
-    assert refused_only_by_redirects(writer) == [], writer.summary()
+    departed = tuple(host.data_address for host in loaded.hosts if host.absent)
+    assert refused_only_by_redirects(writer, departed) == [], writer.summary()
     assert keys_intact(loaded) == KEY_COUNT
 
 
-def refused_only_by_redirects(writer: ClusterWriter) -> list[str]:
+def refused_only_by_redirects(writer: ClusterWriter, departed: tuple[str, ...] = ()) -> list[str]:
     """The writer's refusals that are not a slot on the move (MOVED, ASK, TRYAGAIN) or a
-    transaction refused under ASK: what a client should never see during a move."""
+    transaction refused under ASK: what a client should never see during a move. A node that
+    left (`departed`: its addresses) is stopped once every slot has moved off it; a client whose
+    map still names it for a slot moved in the last batches is refused the connection and
+    refreshes its map (seen once in CI), as with any node that goes away: that is allowed."""
     expected = ("ASK", "MOVED", "TRYAGAIN", "ResponseError: ASK", "ResponseError: MOVED", "ResponseError: TRYAGAIN",
                 "MovedError", "AskError", "TryAgainError")
-    return [kind for kind in writer.refused if not any(kind.startswith(prefix) or prefix in kind for prefix in expected)]
+    gone = tuple(f"ConnectionError: Error 111 connecting to {address}:6379" for address in departed)
+    return [kind for kind in writer.refused if not any(kind.startswith(prefix) or prefix in kind for prefix in expected)
+            and not kind.startswith(gone or ("\0",))]
 
 
 def test_check_names_the_new_shard_and_its_slot_moves_and_sends_nothing(three_shards, reshape_lab, artifact_dir):
