@@ -129,6 +129,15 @@ class ClusterWriter:
         else:
             client.eval(SCRIPT, 1, key, value)
 
+    def lost_now(self) -> dict[str, int]:
+        """lost(), read through a cluster client of its own (started from the first address)."""
+        client = RedisCluster(host=self.addresses[0], port=6379, username=self.username, password=self.password,
+                              decode_responses=True, socket_timeout=3)
+        try:
+            return self.lost(client)
+        finally:
+            client.close()
+
     def lost(self, client: RedisCluster) -> dict[str, int]:
         """kind → acknowledged writes not on the master serving their slot now."""
         missing = {}

@@ -111,11 +111,7 @@ def deploy_under_writes(path, loaded, artifact_dir):
         report, output = deploy(path, artifact_dir)
         time.sleep(2)
     print(output)
-    client = cluster_client(loaded)
-    try:
-        lost = writer.lost(client)
-    finally:
-        client.close()
+    lost = writer.lost_now()
     print(f"{writer.summary()}; lost {lost}")
     return report, output, writer, lost
 

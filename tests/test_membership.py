@@ -127,14 +127,19 @@ def test_retired_host_loses_only_the_tools_rc_local_block():
     assert render.without_rc_local_block("#!/bin/sh\nexit 0\n") == "#!/bin/sh\nexit 0\n"
 
 
-def test_what_must_stop_on_a_host_follows_the_inventory_and_the_sentinels(tmp_path):
-    from types import SimpleNamespace
+def five_hosts_lab5_absent(tmp_path):
+    """lab1..lab5, group mymaster on lab1 and lab2, sentinels on lab1-3, lab5 state: absent."""
     document = base()
     document["hosts"] = {f"lab{i}": {"address": f"10.77.0.1{i}"} for i in range(1, 6)}
     document["hosts"]["lab5"]["state"] = "absent"
     document["groups"] = {"mymaster": {"master": "lab1", "replicas": ["lab2"], "quorum": 2}}
     document["sentinels"] = ["lab1", "lab2", "lab3"]
-    plan = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    return planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+
+
+def test_what_must_stop_on_a_host_follows_the_inventory_and_the_sentinels(tmp_path):
+    from types import SimpleNamespace
+    plan = five_hosts_lab5_absent(tmp_path)
     view = (monitored(replicas=("10.77.0.12", "10.77.0.13")), monitored(name="dropped", port=6380, master="10.77.0.13"))
 
     def run_on(name, *processes):
@@ -155,12 +160,7 @@ def test_a_retiring_hosts_cluster_node_its_cluster_still_counts_on_keeps_running
     stops lab5's other processes but not that node, and leaves rc.local as it is."""
     from provision.steps.hostrun import HostRun, RunOptions
     from tests.fakeremote import FakeFile, FakeRemote
-    document = base()
-    document["hosts"] = {f"lab{i}": {"address": f"10.77.0.1{i}"} for i in range(1, 6)}
-    document["hosts"]["lab5"]["state"] = "absent"
-    document["groups"] = {"mymaster": {"master": "lab1", "replicas": ["lab2"], "quorum": 2}}
-    document["sentinels"] = ["lab1", "lab2", "lab3"]
-    plan = planner.build(inventory.load(write(tmp_path, document), ENVIRONMENT))
+    plan = five_hosts_lab5_absent(tmp_path)
     host_plan = plan.host_plan("lab5")
     rc_local = render.with_rc_local_block(None, "start redis\n")
     fake = FakeRemote(host_plan.host, answers=[(r"kill -TERM 100$", "", 0), (r"kill -0 100", "", 1),

@@ -152,7 +152,7 @@ class ClusterNodeStatus:
 
 def cluster_view(plan: Plan, connections: dict[str, Remote]) -> tuple[tuple[ClusterNodeStatus, ...], list[str]]:
     """(a row per member, in shard order; what keeps the cluster from being whole, as verify says it)."""
-    from provision.core.cluster import ranges_of
+    from provision.core.cluster import format_ranges
     from provision.core.plan import cluster_nodes
     from provision.facts import cluster as cluster_facts
     nodes = cluster_nodes(plan.inventory)
@@ -188,10 +188,9 @@ def cluster_view(plan: Plan, connections: dict[str, Remote]) -> tuple[tuple[Clus
             continue
         me = cluster_facts.myself(views[name].nodes)
         info = infos[name]
-        served = [slot for first, last in me.slots for slot in range(first, last + 1)]
         role = "master" if me.is_master else "slave"
         rows.append(ClusterNodeStatus(name, node.shard.name, role, hosts_by_id.get(me.master_id or "", me.master_id),
-                                      ranges_of(served) if served else "", len(served), views[name].keys,
+                                      format_ranges(me.slots), me.slot_count, views[name].keys,
                                       info.get("master_link_status"), lags.get(node.host.data_address),
                                       offsets.get(node.host.data_address)))
     problems = cluster_facts.formed_problems(plan, views) if len(views) == len(nodes) else \

@@ -83,12 +83,17 @@ def balance_moves(masters: list[str], owners: dict[int, str]) -> list[SlotMove]:
     return moves
 
 
-def grouped(moves: list[SlotMove], batch: int) -> list[tuple[str, str, list[int]]]:
-    """(source, target, slots) batches of at most `batch` slots, one pair at a time."""
+def pairs_of(moves: list[SlotMove]) -> dict[tuple[str, str], list[int]]:
+    """(source, target) → the slots it moves, in the order of `moves`."""
     pairs: dict[tuple[str, str], list[int]] = {}
     for move in moves:
         pairs.setdefault((move.source, move.target), []).append(move.slot)
-    return [(source, target, slots[index:index + batch]) for (source, target), slots in pairs.items()
+    return pairs
+
+
+def grouped(moves: list[SlotMove], batch: int) -> list[tuple[str, str, list[int]]]:
+    """(source, target, slots) batches of at most `batch` slots, one pair at a time."""
+    return [(source, target, slots[index:index + batch]) for (source, target), slots in pairs_of(moves).items()
             for index in range(0, len(slots), batch)]
 
 
@@ -100,4 +105,9 @@ def ranges_of(slots: list[int]) -> str:
             spans[-1][1] = slot
         else:
             spans.append([slot, slot])
+    return format_ranges(spans)
+
+
+def format_ranges(spans) -> str:
+    """Inclusive (first, last) ranges as '0-5, 9, 12-13' (CLUSTER NODES's own ranges too)."""
     return ", ".join(f"{first}-{last}" if first != last else str(first) for first, last in spans)

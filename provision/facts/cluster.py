@@ -210,7 +210,7 @@ def formed_problems(plan: Plan, views: dict[str, NodeView]) -> list[str]:
     replicas replicate it, and cluster_state is ok. Empty when it is."""
     cluster = plan.inventory.cluster
     problems = []
-    addresses = {f"{plan.inventory.host(name).data_address}:{cluster.port}": name for name in cluster.members}
+    addresses = member_addresses(plan)
     for name, view in sorted(views.items()):
         known = {node.address for node in view.nodes if node.met}
         missing = sorted(addresses[address] for address in set(addresses) - known)

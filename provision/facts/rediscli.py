@@ -17,14 +17,21 @@ REPLY_ERRORS = ("ERR", "NOAUTH", "WRONGPASS", "NOPERM", "WRONGTYPE", "LOADING", 
                 "NOREPLICAS", "BUSY", "Could not connect", "Error:")
 
 
+#: the shell reads the password from stdin into the variable redis-cli reads it from
+LOGIN = "IFS= read -r REDISCLI_AUTH; export REDISCLI_AUTH; "
+
+
 def command_line(layout: Layout, address: str, port: int, args: list[str], user: AclUser | None) -> str:
     """The shell command; with `args` empty, redis-cli reads the command from its stdin."""
+    return (LOGIN if user is not None else "") + _invocation(layout, address, port, args, user)
+
+
+def _invocation(layout: Layout, address: str, port: int, args: list[str], user: AclUser | None) -> str:
+    """redis-cli and its arguments, logging in as `user` with REDISCLI_AUTH already set."""
     cli = shlex.quote(layout.binary("redis-cli"))
     quoted_args = " ".join(shlex.quote(str(arg)) for arg in args)
-    if user is None:
-        return f"{cli} -h {shlex.quote(address)} -p {port} {quoted_args}"
-    return (f"IFS= read -r REDISCLI_AUTH; export REDISCLI_AUTH; {cli} --user {shlex.quote(user.name)} "
-            f"-h {shlex.quote(address)} -p {port} {quoted_args}")
+    login = f" --user {shlex.quote(user.name)}" if user is not None else ""
+    return f"{cli}{login} -h {shlex.quote(address)} -p {port} {quoted_args}"
 
 
 def stdin_command(args: list[str]) -> str:
@@ -51,11 +58,8 @@ def call_several(remote: Remote, layout: Layout, address: str, port: int, comman
     from stdin): each gets its own result, as call() would give it. For probes that ask a node
     several things at once, which one SSH exec each would make several times as slow."""
     marker = "--redis-provision-part-" + secrets.token_hex(8) + "--"
-    login, parts = "", [command_line(layout, address, port, args, user) for args in commands]
-    if user is not None:         # one login for all: the password is read once
-        login = "IFS= read -r REDISCLI_AUTH; export REDISCLI_AUTH; "
-        parts = [part.split(login, 1)[1] for part in parts]
-    script = login + " ".join(f"{part} 2>&1; echo \"{marker} $?\";" for part in parts)
+    parts = [_invocation(layout, address, port, args, user) for args in commands]
+    script = (LOGIN if user is not None else "") + " ".join(f"{part} 2>&1; echo \"{marker} $?\";" for part in parts)
     result = remote.run(script, stdin=(user.password.value + "\n") if user is not None else None, timeout=timeout)
     found: list[CommandResult] = []
     rest = result.stdout

@@ -220,19 +220,17 @@ def _finish_open_moves(plan, links: _Links, views, record, check: bool, done: Re
     opened = cluster_facts.open_slots(views)
     if not opened:
         return False
-    pairs: dict[tuple[str, str], list[int]] = {}
-    for slot, pair in sorted(opened.items()):
-        pairs.setdefault(pair, []).append(slot)
-    for (source, target), slots in pairs.items():
+    moves = [cluster_plan.SlotMove(slot, source, target) for slot, (source, target) in sorted(opened.items())]
+    for (source, target), slots in cluster_plan.pairs_of(moves).items():
         record(links.host(target), f"finish the move of slot(s) {cluster_plan.ranges_of(slots)} from "
                                    f"{links.host(source)}, left open by an earlier run")
         if not check:
-            owned = _owned_by_itself(views, links, source)
+            owned = _owned_by_itself(views, source)
             _move(plan, links, source, target, slots, done, source_owns=[slot in owned for slot in slots])
     return True
 
 
-def _owned_by_itself(views, links: _Links, node_id: str) -> set[int]:
+def _owned_by_itself(views, node_id: str) -> set[int]:
     for view in views.values():
         own = cluster_facts.myself(view.nodes)
         if own is not None and own.node_id == node_id:
@@ -251,26 +249,22 @@ def _join(plan, remotes, links: _Links, views, members: Members, record, check: 
                                   ["CLUSTER", "MEET", node.host.data_address, str(node.port),
                                    str(plan.inventory.cluster.bus_port)], STEP)
     if check:
-        for name in members.joining:
-            if name not in (shard.master for shard in plan.inventory.cluster.shards if shard.master in members.joining):
-                record(name, f"{nodes[name].shard.name}: replicates its shard's master (CLUSTER REPLICATE)")
+        for name, master in _new_replicas(plan, views, members):
+            record(name, f"{nodes[name].shard.name}: replicates its shard's master (CLUSTER REPLICATE)")
         return
     everyone = set(cluster_facts.member_addresses(plan)) | {node.address for node in members.departing.values()}
     found = _wait(plan, remotes, "every node to know every other",
                   lambda seen: all(everyone <= {node.address for node in view.nodes if node.met} for view in seen.values()))
-    masters = cluster_facts.serving_masters(plan, found)
-    for index, shard in enumerate(plan.inventory.cluster.shards):
-        for name in shard.members:
-            if name in members.joining and cluster_facts.myself(found[name].nodes).node_id != masters[index]:
-                record(name, f"{shard.name}: replicates {links.hosts_of.get(_address_of(found, masters[index]), '?')}")
-                cluster_facts.checked(remotes[name], plan, nodes[name], ["CLUSTER", "REPLICATE", masters[index]], STEP)
+    links.learn(found)
+    replicas = _new_replicas(plan, found, members)
+    for name, master in replicas:
+        record(name, f"{nodes[name].shard.name}: replicates {links.host(master)}")
+        cluster_facts.checked(remotes[name], plan, nodes[name], ["CLUSTER", "REPLICATE", master], STEP)
     _wait(plan, remotes, "the new replicas to be known as such",
-          lambda seen: all(cluster_facts.myself(seen[name].nodes).master_id is not None or
-                           cluster_facts.myself(seen[name].nodes).node_id in masters for name in members.joining))
+          lambda seen: all(cluster_facts.myself(seen[name].nodes).master_id is not None for name, _ in replicas))
     # A master with min-replicas-to-write refuses writes, MIGRATE's RESTORE among them, until its
     # replica has synced: moves to a new shard would fail (NOREPLICAS) until then.
-    replicas = [name for name in members.joining if name not in {shard.master for shard in plan.inventory.cluster.shards}]
-    done, links_seen = poll(lambda: {name: _link_status(remotes[name], plan, nodes[name]) for name in replicas},
+    done, links_seen = poll(lambda: {name: _link_status(remotes[name], plan, nodes[name]) for name, _ in replicas},
                             lambda seen: all(status == "up" for status in seen.values()), SETTLE_SECONDS, 0.5)
     if not done:
         raise HostError(sorted(name for name, status in links_seen.items() if status != "up")[0], STEP,
@@ -283,31 +277,25 @@ def _link_status(remote: Remote, plan: Plan, node) -> str:
     return info.get("master_link_status", info.get("role", "unknown"))
 
 
-def _address_of(views, node_id: str) -> str:
-    for view in views.values():
-        for node in view.nodes:
-            if node.node_id == node_id:
-                return node.address
-    return ""
+def _new_replicas(plan: Plan, views, members: Members) -> list[tuple[str, str]]:
+    """(joining member, the node id it is to replicate): every joining member but the master of
+    its own shard, which is one of the shards' serving masters."""
+    masters = cluster_facts.serving_masters(plan, views)
+    return [(name, masters[index]) for index, shard in enumerate(plan.inventory.cluster.shards)
+            for name in shard.members
+            if name in members.joining and cluster_facts.myself(views[name].nodes).node_id != masters[index]]
 
 
 def _balance(plan, links: _Links, views, members: Members, record, check: bool, done: Reshape) -> None:
+    # Under --check a new shard's master has its stand-in id (facts/cluster.unstarted_view).
     masters = cluster_facts.serving_masters(plan, views)
-    if check:   # new shards' masters have no node id in the cluster yet: name them by host
-        masters = [master if master is not None else f"new:{shard.master}"
-                   for master, shard in zip(masters, plan.inventory.cluster.shards)]
     owners = cluster_facts.slot_owners(views[members.core[0]].nodes)
     moves = cluster_plan.balance_moves(masters, owners)
-    batches = cluster_plan.grouped(moves, BATCH_SLOTS)
-    summary: dict[tuple[str, str], list[int]] = {}
-    for source, target, slots in batches:
-        summary.setdefault((source, target), []).extend(slots)
-    for (source, target), slots in summary.items():
-        target_host = target[4:] if target.startswith("new:") else links.host(target)
-        record(target_host, f"move {len(slots)} slot(s) {cluster_plan.ranges_of(slots)} from {links.host(source)}")
+    for (source, target), slots in cluster_plan.pairs_of(moves).items():
+        record(links.host(target), f"move {len(slots)} slot(s) {cluster_plan.ranges_of(slots)} from {links.host(source)}")
     if check:
         return
-    for source, target, slots in batches:
+    for source, target, slots in cluster_plan.grouped(moves, BATCH_SLOTS):
         _move(plan, links, source, target, slots, done)
 
 
